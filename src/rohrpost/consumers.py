@@ -1,0 +1,192 @@
+"""The WebSocket consumers: thin shells over :mod:`rohrpost.dispatch`.
+
+:class:`SyncRohrpostConsumer` is a Channels ``WebsocketConsumer`` (the 4.x
+consumer: every message is handled in a worker thread, handlers call the sync
+helpers). :class:`AsyncRohrpostConsumer` is an ``AsyncWebsocketConsumer``: it
+awaits ``async def`` handlers on the event loop, runs sync handlers in a worker
+thread through ``database_sync_to_async`` and calls ``inline`` handlers
+directly. Routing either one::
+
+    websocket_urlpatterns = [path("ws/rohrpost/", AsyncRohrpostConsumer.as_asgi())]
+
+Group membership, the group-message event and the handling of unknown
+channel-layer events are written once, in :class:`RohrpostConsumerMixin`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, ClassVar
+
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer, WebsocketConsumer
+
+from rohrpost import encoding
+from rohrpost import handlers as _builtin_handlers  # noqa: F401 - registers "ping"
+from rohrpost.dispatch import prepare_call
+from rohrpost.main import handle_rohrpost_message
+from rohrpost.protocol import DEFAULT_LIMITS, Limits
+from rohrpost.registry import HANDLERS, HandlerRegistry
+
+__all__ = ["AsyncRohrpostConsumer", "RohrpostConsumerMixin", "SyncRohrpostConsumer"]
+
+logger = logging.getLogger("rohrpost")
+
+
+class RohrpostConsumerMixin:
+    """What both consumers share: configuration, groups and channel-layer events.
+
+    Attributes:
+        rohrpost_registry: The handlers this endpoint serves (default: :data:`HANDLERS`).
+        rohrpost_limits: The frame size and depth bounds.
+        rohrpost_groups: The groups this connection joined through :meth:`aadd_to_group`.
+    """
+
+    rohrpost_registry: ClassVar[HandlerRegistry] = HANDLERS
+    rohrpost_limits: ClassVar[Limits] = DEFAULT_LIMITS
+
+    channel_layer: Any
+    channel_name: str
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rohrpost_groups: set[str] = set()
+
+    async def aadd_to_group(self, group_name: str) -> None:
+        """Join ``group_name``: the connection receives what is sent to the group."""
+        await self.channel_layer.group_add(group_name, self.channel_name)
+        self.rohrpost_groups.add(group_name)
+
+    async def aremove_from_group(self, group_name: str) -> None:
+        """Leave ``group_name``; leaving a group not joined is harmless."""
+        self.rohrpost_groups.discard(group_name)
+        await self.channel_layer.group_discard(group_name, self.channel_name)
+
+    def add_to_group(self, group_name: str) -> None:
+        """Sync twin of :meth:`aadd_to_group`, for sync handlers."""
+        async_to_sync(self.aadd_to_group)(group_name)
+
+    def remove_from_group(self, group_name: str) -> None:
+        """Sync twin of :meth:`aremove_from_group`, for sync handlers."""
+        async_to_sync(self.aremove_from_group)(group_name)
+
+    async def _aleave_all_groups(self) -> None:
+        groups, self.rohrpost_groups = self.rohrpost_groups, set()
+        if self.channel_layer is not None:
+            for group_name in groups:
+                await self.channel_layer.group_discard(group_name, self.channel_name)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Route a channel-layer event; one nobody handles is logged and dropped.
+
+        Channels raises on an event type the consumer has no method for, which
+        would end the connection; a stray event must not do that.
+        """
+        event_type = message.get("type")
+        method_name = event_type.replace(".", "_") if isinstance(event_type, str) else ""
+        if method_name.startswith("_") or not callable(getattr(self, method_name, None)):
+            logger.warning("Ignoring channel-layer event of unknown type %r", event_type)
+            return
+        await super().dispatch(message)  # type: ignore[misc]
+
+
+def group_message_text(event: dict[str, Any]) -> str:
+    """Return the frame a ``rohrpost.message`` event carries (text is forwarded as is)."""
+    message = event["message"]
+    return message if isinstance(message, str) else encoding.dumps(message)
+
+
+class SyncRohrpostConsumer(RohrpostConsumerMixin, WebsocketConsumer):
+    """The rohrpost consumer for sync code: handlers run in a worker thread."""
+
+    def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        handle_rohrpost_message(
+            self,
+            text_data,
+            bytes_data,
+            registry=self.rohrpost_registry,
+            limits=self.rohrpost_limits,
+        )
+
+    def rohrpost_deliver(self, text: str) -> None:
+        """Send a frame from sync code (what the sync send helpers call)."""
+        self.send(text_data=text)
+
+    def rohrpost_message(self, event: dict[str, Any]) -> None:
+        """Forward a group message to the client."""
+        self.send(text_data=group_message_text(event))
+
+    def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        async_to_sync(self._aleave_all_groups)()
+        super().websocket_disconnect(message)
+
+
+class AsyncRohrpostConsumer(RohrpostConsumerMixin, AsyncWebsocketConsumer):
+    """The rohrpost consumer for async code: async handlers run on the event loop."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Frames sent by an inline handler through the sync helpers; sent after it returns.
+        self._rohrpost_outbox: list[str] | None = None
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        call = prepare_call(self.rohrpost_registry, text_data, bytes_data, self.rohrpost_limits)
+        if isinstance(call, str):
+            await self.send(text_data=call)
+            return
+        outbox: list[str] = []
+        try:
+            if call.mode == "async":
+                result = await call.handler(consumer=self, request=call.request)
+            elif call.mode == "inline":
+                self._rohrpost_outbox = outbox
+                try:
+                    result = call.handler(consumer=self, request=call.request)
+                finally:
+                    self._rohrpost_outbox = None
+            else:
+                result = await database_sync_to_async(call.handler)(
+                    consumer=self, request=call.request
+                )
+        except Exception as exc:
+            reply: str | None = call.reply_for_error(exc)
+        else:
+            reply = call.reply_for(result)
+        for text in outbox:
+            await self.send(text_data=text)
+        if reply is not None:
+            await self.send(text_data=reply)
+
+    def rohrpost_deliver(self, text: str) -> None:
+        """Send a frame from sync code (what the sync send helpers call).
+
+        Works from a worker thread (a sync handler) and from an inline handler.
+        Elsewhere on the event loop's thread, use ``await asend_message(...)``.
+        """
+        if _on_event_loop():
+            if self._rohrpost_outbox is None:
+                raise RuntimeError(
+                    "The sync send helpers cannot block the event loop: in async code, "
+                    "use `await asend_message(...)` (or `await consumer.send(text_data=...)`)."
+                )
+            self._rohrpost_outbox.append(text)
+        else:
+            async_to_sync(self.send)(text_data=text)
+
+    async def rohrpost_message(self, event: dict[str, Any]) -> None:
+        """Forward a group message to the client."""
+        await self.send(text_data=group_message_text(event))
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        await self._aleave_all_groups()
+        await super().websocket_disconnect(message)
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

@@ -1,0 +1,116 @@
+"""From a validated request to a handler call and back to a reply frame, without I/O.
+
+Both consumers (and :func:`rohrpost.main.handle_rohrpost_message`) use this
+module the same way, and differ only in how they call the handler and send text::
+
+    call = prepare_call(registry, text_data, bytes_data, limits)
+    if isinstance(call, str):                   # an error reply, ready to send
+        send(call)
+    else:
+        try:
+            result = <call call.handler(consumer=..., request=call.request)>
+        except Exception as exc:
+            reply = call.reply_for_error(exc)
+        else:
+            reply = call.reply_for(result)
+        if reply is not None:
+            send(reply)
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from rohrpost import protocol
+from rohrpost.exceptions import RohrpostError
+from rohrpost.registry import Handler, HandlerMode, HandlerRegistry, handler_mode
+
+__all__ = ["Call", "prepare_call"]
+
+logger = logging.getLogger("rohrpost")
+
+
+@dataclass(frozen=True)
+class Call:
+    """A request matched to its handler.
+
+    Attributes:
+        handler: The registered handler.
+        mode: How to call it (see :data:`rohrpost.registry.HandlerMode`).
+        request: The validated request object passed to the handler.
+    """
+
+    handler: Handler
+    mode: HandlerMode
+    request: dict[str, Any]
+
+    def reply_for(self, result: Any) -> str | None:
+        """Return the reply frame for a handler's return value (``None``: no reply)."""
+        if result is None:
+            return None
+        request = self.request
+        try:
+            return protocol.encode_reply(request["id"], request["type"], result)
+        except (TypeError, ValueError) as exc:
+            return self.reply_for_error(exc)
+
+    def reply_for_error(self, exc: BaseException) -> str:
+        """Return the error frame for an exception the handler raised.
+
+        A :class:`~rohrpost.exceptions.RohrpostError` answers with its own code
+        and message. Anything else is logged with its traceback on the
+        ``rohrpost`` logger and answered with ``handler_error``; the exception
+        text reaches the client only when ``settings.DEBUG`` is on.
+        """
+        request_id = self.request["id"]
+        request_type = self.request["type"]
+        if isinstance(exc, RohrpostError):
+            try:
+                return protocol.encode_error(
+                    request_id, request_type, exc.message, exc.code, exc.data
+                )
+            except (TypeError, ValueError) as encode_exc:
+                exc = encode_exc
+        logger.error(
+            "Handler for %r failed on request id %r", request_type, request_id, exc_info=exc
+        )
+        message = f"The handler for '{request_type}' failed."
+        if _debug():
+            message = f"{message} {type(exc).__name__}: {exc}"
+        return protocol.encode_error(request_id, request_type, message, protocol.HANDLER_ERROR)
+
+
+def prepare_call(
+    registry: HandlerRegistry,
+    text: str | None,
+    binary: bytes | None = None,
+    limits: protocol.Limits = protocol.DEFAULT_LIMITS,
+) -> Call | str:
+    """Parse a frame and find its handler.
+
+    Returns:
+        A :class:`Call` to run, or the text of the error reply to send instead.
+    """
+    request = protocol.parse_request(text, binary, limits)
+    if isinstance(request, protocol.FrameError):
+        return request.encode()
+    handler = registry.get(request["type"])
+    if handler is None:
+        return protocol.encode_error(
+            request["id"],
+            request["type"],
+            f"No registered handler called '{request['type']}'.",
+            protocol.UNKNOWN_TYPE,
+        )
+    return Call(handler, handler_mode(handler), request)
+
+
+def _debug() -> bool:
+    from django.conf import settings
+
+    try:
+        return bool(settings.DEBUG)
+    except Exception:  # settings not configured: not a debug server
+        return False

@@ -1,0 +1,216 @@
+"""JSON for the wire: strict RFC 8259 decoding and tolerant, compact encoding.
+
+Two codecs produce the same results: :data:`STDLIB` (the standard library's
+``json``, always there) and :data:`ORJSON` (``orjson``, installed by the
+``rohrpost[fast]`` extra). :data:`DEFAULT` is orjson when it can be imported,
+else the standard library; set the environment variable ``ROHRPOST_JSON=json``
+to force the standard library.
+
+Decoding is strict: ``NaN`` and ``Infinity``, numbers that overflow a double,
+integers longer than :data:`MAX_INTEGER_DIGITS` digits, lone UTF-16 surrogate
+escapes and trailing garbage are all errors (:class:`JSONDecodeError`), with
+the same message from both codecs. Integers are decoded exactly.
+
+Encoding is compact (no spaces), keeps non-ASCII text as is, and accepts more
+than plain JSON types: ``UUID`` and lazy translation strings become strings,
+``Decimal`` its exact string, ``datetime`` / ``date`` / ``time`` their ISO 8601
+form, enums their value, dataclasses an object, any ``Mapping`` an object and
+any other ``Collection`` (a set, say) an array. Both codecs give identical text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import enum
+import json
+import math
+import os
+import re
+import uuid
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
+
+__all__ = [
+    "DEFAULT",
+    "MAX_INTEGER_DIGITS",
+    "ORJSON",
+    "STDLIB",
+    "Codec",
+    "JSONDecodeError",
+    "dumps",
+    "loads",
+]
+
+#: Longest integer literal accepted in a frame, in digits (Python's own default
+#: limit for converting text to ``int``).
+MAX_INTEGER_DIGITS = 4300
+
+
+class JSONDecodeError(ValueError):
+    """The text is not strict RFC 8259 JSON."""
+
+
+def encode_extra(value: Any) -> Any:
+    """Turn a value JSON has no type for into one it has, or raise ``TypeError``."""
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID | decimal.Decimal):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, Collection) and not isinstance(value, bytes | bytearray | memoryview):
+        return list(value)
+    if _is_lazy_string(value):
+        return str(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _is_lazy_string(value: Any) -> bool:
+    try:
+        from django.utils.functional import Promise
+    except (
+        ImportError
+    ):  # pragma: no cover - Django is a dependency; this keeps the codec standalone
+        return False
+    return isinstance(value, Promise)
+
+
+def _reject_constant(name: str) -> Any:
+    raise JSONDecodeError(f"{name} is not valid JSON.")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise JSONDecodeError(f"The number {text[:40]} is too large.")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    digits = len(text) - (text[0] == "-")
+    if digits > MAX_INTEGER_DIGITS:
+        raise JSONDecodeError(f"An integer has more than {MAX_INTEGER_DIGITS} digits.")
+    return int(text)
+
+
+# A `\uD800`-`\uDFFF` escape: the only way a lone surrogate can enter a decoded str.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_STRICT_DECODER = json.JSONDecoder(
+    parse_float=_finite_float, parse_int=_bounded_int, parse_constant=_reject_constant
+)
+# The standard library's fast path: integers stay in C; their length is checked
+# only when the text could hold a long one.
+_FAST_DECODER = json.JSONDecoder(parse_float=_finite_float, parse_constant=_reject_constant)
+_LONG_DIGIT_RUN = re.compile(r"[0-9]{20}")
+
+
+def _stdlib_loads(text: str) -> Any:
+    decoder = _STRICT_DECODER if _LONG_DIGIT_RUN.search(text) else _FAST_DECODER
+    try:
+        value = decoder.decode(text)
+    except JSONDecodeError:
+        raise
+    except ValueError as exc:
+        raise JSONDecodeError(str(exc)) from None
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text):
+        _check_no_lone_surrogates(value)
+    return value
+
+
+def _check_no_lone_surrogates(value: Any) -> None:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise JSONDecodeError("A string holds a lone UTF-16 surrogate.") from None
+
+
+_stdlib_encoder = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=encode_extra
+)
+
+
+def _stdlib_dumps(value: Any) -> str:
+    text = _stdlib_encoder.encode(value)
+    if not text.isascii():
+        # orjson refuses lone surrogates; so must we, or the socket fails later.
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("A string holds a lone UTF-16 surrogate.") from None
+    return text
+
+
+@dataclasses.dataclass(frozen=True)
+class Codec:
+    """A pair of functions that decode and encode wire JSON.
+
+    Attributes:
+        name: ``"json"`` or ``"orjson"``.
+        loads: Decode a text frame; raises :class:`JSONDecodeError` or ``RecursionError``.
+        dumps: Encode a value as compact JSON text; raises ``TypeError`` or ``ValueError``.
+    """
+
+    name: str
+    loads: Callable[[str], Any]
+    dumps: Callable[[Any], str]
+
+
+STDLIB = Codec("json", _stdlib_loads, _stdlib_dumps)
+
+
+def _make_orjson_codec() -> Codec | None:
+    try:
+        import orjson
+    except ImportError:
+        return None
+
+    orjson_loads = orjson.loads
+    orjson_dumps = orjson.dumps
+    options = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+    options |= orjson.OPT_PASSTHROUGH_DATACLASS
+    # orjson spells small floats differently from Python's repr ("0.00001", "1e-7"
+    # against "1e-05", "1e-07"); where its output may hold such a float, the
+    # standard library's text is used so both codecs agree to the byte.
+    float_spelling = re.compile(rb"0\.0000|e-[0-9](?![0-9])")
+
+    def loads(text: str) -> Any:
+        if _LONG_DIGIT_RUN.search(text):
+            # orjson turns integers beyond 64 bits into floats; keep them exact.
+            return _stdlib_loads(text)
+        try:
+            return orjson_loads(text)
+        except orjson.JSONDecodeError:
+            # Classify the error the way the standard library codec does, so
+            # both codecs answer a bad frame with the same text.
+            _stdlib_loads(text)
+            raise JSONDecodeError("Invalid JSON.") from None  # pragma: no cover - defensive
+
+    def dumps(value: Any) -> str:
+        try:
+            encoded = orjson_dumps(value, default=encode_extra, option=options)
+        except orjson.JSONEncodeError as exc:
+            if "64-bit" in str(exc):
+                # Integers beyond 64 bits: the standard library writes them exactly.
+                return _stdlib_dumps(value)
+            cause = exc.__cause__
+            if isinstance(cause, TypeError | ValueError):
+                raise cause from None
+            raise TypeError(str(exc)) from None
+        if float_spelling.search(encoded):
+            return _stdlib_dumps(value)
+        return encoded.decode("utf-8")
+
+    return Codec("orjson", loads, dumps)
+
+
+ORJSON = _make_orjson_codec()
+DEFAULT = STDLIB if ORJSON is None or os.environ.get("ROHRPOST_JSON") == "json" else ORJSON
+
+loads = DEFAULT.loads
+dumps = DEFAULT.dumps

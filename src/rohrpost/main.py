@@ -1,0 +1,59 @@
+"""The 4.x entry point for handling a frame from a custom sync consumer.
+
+:class:`~rohrpost.SyncRohrpostConsumer` uses it for every frame; a 4.x-style
+``WebsocketConsumer`` of your own can call it from ``receive``::
+
+    class MyConsumer(WebsocketConsumer):
+        def receive(self, text_data=None, bytes_data=None):
+            handle_rohrpost_message(self, text_data)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import async_to_sync
+
+from rohrpost.dispatch import prepare_call
+from rohrpost.message import deliver
+from rohrpost.protocol import DEFAULT_LIMITS, Limits
+from rohrpost.registry import HANDLERS, HandlerRegistry
+
+__all__ = ["handle_rohrpost_message"]
+
+
+def handle_rohrpost_message(
+    consumer: Any,
+    text_data: str | None,
+    bytes_data: bytes | None = None,
+    *,
+    registry: HandlerRegistry = HANDLERS,
+    limits: Limits = DEFAULT_LIMITS,
+) -> None:
+    """Handle one frame from sync code: dispatch it and send exactly one answer.
+
+    The handler's return value (unless ``None``) or its error is sent through
+    ``consumer``; async handlers are run to completion with ``async_to_sync``.
+
+    Args:
+        consumer: The consumer whose client sent the frame.
+        text_data: The text frame, or ``None`` for a binary frame.
+        bytes_data: The binary frame, if any.
+        registry: The handlers to dispatch to.
+        limits: The frame size and depth bounds.
+    """
+    call = prepare_call(registry, text_data, bytes_data, limits)
+    if isinstance(call, str):
+        deliver(consumer, call)
+        return
+    try:
+        if call.mode == "async":
+            result = async_to_sync(call.handler)(consumer=consumer, request=call.request)
+        else:
+            result = call.handler(consumer=consumer, request=call.request)
+    except Exception as exc:
+        reply: str | None = call.reply_for_error(exc)
+    else:
+        reply = call.reply_for(result)
+    if reply is not None:
+        deliver(consumer, reply)

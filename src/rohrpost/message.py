@@ -1,0 +1,219 @@
+"""Helpers that send rohrpost messages to one connection or to a group.
+
+The sync helpers work with every consumer: :class:`~rohrpost.SyncRohrpostConsumer`,
+a sync handler running under :class:`~rohrpost.AsyncRohrpostConsumer`, a
+4.x-style custom ``WebsocketConsumer`` and the test double
+:class:`rohrpost.tests.Consumer`. Async code uses the ``a``-prefixed twins::
+
+    send_message(consumer, "pong", message_id=request["id"], data={"ok": True})
+    await asend_message(consumer, "pong", message_id=request["id"], data={"ok": True})
+
+    send_to_group("chat-5", {"type": "said", "data": {"text": "hi"}})   # views, tasks, commands
+    await asend_to_group("chat-5", {"type": "said", "data": {"text": "hi"}})
+
+A group message is encoded once, here, and every consumer in the group
+forwards the text without decoding it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
+from channels.layers import get_channel_layer
+
+from rohrpost import encoding
+from rohrpost.protocol import RequestId, generate_id
+
+__all__ = [
+    "GROUP_EVENT_TYPE",
+    "asend_error",
+    "asend_message",
+    "asend_success",
+    "asend_to_group",
+    "build_message",
+    "deliver",
+    "group_event",
+    "send_error",
+    "send_message",
+    "send_success",
+    "send_to_group",
+]
+
+logger = logging.getLogger("rohrpost")
+
+#: The channel-layer event type that carries group messages to consumers
+#: (dispatched to their ``rohrpost_message`` method).
+GROUP_EVENT_TYPE = "rohrpost.message"
+
+DEFAULT_CHANNEL_LAYER = "default"
+
+
+def build_message(
+    handler: str,
+    message_id: RequestId | None = None,
+    error: Any = None,
+    data: Any = None,
+    *,
+    code: str | None = None,
+) -> dict[str, Any]:
+    """Return a message object ``{"id", "type"[, "error", "code"][, "data"]}``.
+
+    Args:
+        handler: The message ``type``.
+        message_id: The message ``id``; a random integer when ``None``.
+        error: An error text or object; makes the message an error.
+        data: The payload; left out when ``None``.
+        code: A machine error code (only meaningful with ``error``).
+    """
+    message: dict[str, Any] = {
+        "id": generate_id() if message_id is None else message_id,
+        "type": handler,
+    }
+    if error is not None:
+        message["error"] = error
+        if code is not None:
+            message["code"] = code
+    if data is not None:
+        message["data"] = data
+    return message
+
+
+def send_message(
+    consumer: Any,
+    handler: str,
+    message_id: RequestId | None = None,
+    error: Any = None,
+    data: Any = None,
+    *,
+    code: str | None = None,
+) -> None:
+    """Send one message to the client of ``consumer`` (arguments as :func:`build_message`)."""
+    deliver(consumer, encoding.dumps(build_message(handler, message_id, error, data, code=code)))
+
+
+def send_error(
+    consumer: Any,
+    handler: str,
+    message_id: RequestId | None,
+    error: Any,
+    data: Any = None,
+    *,
+    code: str = "error",
+) -> None:
+    """Send an error message; ``code`` is the machine code (default ``"error"``)."""
+    send_message(consumer, handler, message_id, error, data, code=code)
+
+
+def send_success(
+    consumer: Any, handler: str, message_id: RequestId | None = None, data: Any = None
+) -> None:
+    """Send a reply that carries ``data`` and no error."""
+    send_message(consumer, handler, message_id, None, data)
+
+
+async def asend_message(
+    consumer: Any,
+    handler: str,
+    message_id: RequestId | None = None,
+    error: Any = None,
+    data: Any = None,
+    *,
+    code: str | None = None,
+) -> None:
+    """Async twin of :func:`send_message`."""
+    text = encoding.dumps(build_message(handler, message_id, error, data, code=code))
+    send = consumer.send
+    if iscoroutinefunction(send):
+        await send(text_data=text)
+    else:
+        await sync_to_async(send)(text_data=text)
+
+
+async def asend_error(
+    consumer: Any,
+    handler: str,
+    message_id: RequestId | None,
+    error: Any,
+    data: Any = None,
+    *,
+    code: str = "error",
+) -> None:
+    """Async twin of :func:`send_error`."""
+    await asend_message(consumer, handler, message_id, error, data, code=code)
+
+
+async def asend_success(
+    consumer: Any, handler: str, message_id: RequestId | None = None, data: Any = None
+) -> None:
+    """Async twin of :func:`send_success`."""
+    await asend_message(consumer, handler, message_id, None, data)
+
+
+def group_event(message: Any) -> dict[str, str]:
+    """Return the channel-layer event that carries ``message`` to a group.
+
+    ``message`` is encoded once here (a ``str`` is taken as already encoded).
+    """
+    text = message if isinstance(message, str) else encoding.dumps(message)
+    return {"type": GROUP_EVENT_TYPE, "message": text}
+
+
+async def asend_to_group(
+    group_name: str, message: Any, *, layer: str = DEFAULT_CHANNEL_LAYER
+) -> None:
+    """Send ``message`` to every connection in ``group_name``.
+
+    Args:
+        group_name: The channel-layer group.
+        message: A message object (encoded once) or already-encoded JSON text.
+        layer: The alias of the channel layer in ``CHANNEL_LAYERS``.
+
+    Raises:
+        RuntimeError: No channel layer is configured under ``layer``.
+    """
+    channel_layer = get_channel_layer(layer)
+    if channel_layer is None:
+        raise RuntimeError(f"No channel layer {layer!r} is configured: set CHANNEL_LAYERS.")
+    await channel_layer.group_send(group_name, group_event(message))
+
+
+_background_sends: set[asyncio.Task[None]] = set()
+
+
+def send_to_group(group_name: str, message: Any, *, layer: str = DEFAULT_CHANNEL_LAYER) -> None:
+    """Sync twin of :func:`asend_to_group`, for views, signals, tasks and commands.
+
+    Called from a thread that runs an event loop (sync code called straight
+    from async code), it cannot block that loop to wait: the send is scheduled
+    on the loop instead, and a failure is logged on the ``rohrpost`` logger.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        async_to_sync(asend_to_group)(group_name, message, layer=layer)
+        return
+    task = loop.create_task(asend_to_group(group_name, message, layer=layer))
+    _background_sends.add(task)
+    task.add_done_callback(_background_send_done)
+
+
+def _background_send_done(task: asyncio.Task[None]) -> None:
+    _background_sends.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("Sending to a group failed", exc_info=task.exception())
+
+
+def deliver(consumer: Any, text: str) -> None:
+    """Send ``text`` to the client of any kind of consumer, from sync code."""
+    consumer_deliver = getattr(consumer, "rohrpost_deliver", None)
+    if consumer_deliver is not None:
+        consumer_deliver(text)
+        return
+    send = consumer.send
+    if iscoroutinefunction(send):
+        async_to_sync(send)(text_data=text)
+    else:
+        send(text_data=text)

@@ -1,0 +1,238 @@
+"""The rohrpost wire protocol, without I/O: frames in, validated requests or errors out.
+
+A request is a JSON object with an ``id`` (integer, float or string), a
+``type`` (string) and, by convention, a ``data`` field; every other top-level
+field is passed to the handler untouched. :func:`parse_request` turns a
+WebSocket frame into that object, or into a :class:`FrameError` with a stable
+machine :data:`code <ERROR_CODES>` and a human text. The ``encode_*`` functions
+build the text frames the server sends. ``docs/protocol.md`` is the normative
+description; this module is its implementation.
+
+Nothing here touches a socket, a channel layer or Django: the consumers are
+thin shells that feed frames in and send what comes out.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Final, TypeAlias
+
+from rohrpost import encoding
+
+__all__ = [
+    "BINARY_FRAME",
+    "EMPTY_FRAME",
+    "ERROR_CODES",
+    "HANDLER_ERROR",
+    "INVALID_ID",
+    "INVALID_JSON",
+    "INVALID_TYPE",
+    "MAX_TYPE_LENGTH",
+    "MISSING_ID",
+    "MISSING_TYPE",
+    "NOT_AN_OBJECT",
+    "TOO_DEEP",
+    "TOO_LARGE",
+    "UNKNOWN_TYPE",
+    "FrameError",
+    "Limits",
+    "RequestId",
+    "encode_error",
+    "encode_reply",
+    "generate_id",
+    "parse_request",
+]
+
+RequestId: TypeAlias = int | float | str
+
+EMPTY_FRAME: Final = "empty_frame"
+BINARY_FRAME: Final = "binary_frame"
+TOO_LARGE: Final = "too_large"
+INVALID_JSON: Final = "invalid_json"
+TOO_DEEP: Final = "too_deep"
+NOT_AN_OBJECT: Final = "not_an_object"
+MISSING_ID: Final = "missing_id"
+INVALID_ID: Final = "invalid_id"
+MISSING_TYPE: Final = "missing_type"
+INVALID_TYPE: Final = "invalid_type"
+UNKNOWN_TYPE: Final = "unknown_type"
+HANDLER_ERROR: Final = "handler_error"
+
+#: Longest ``type`` string accepted (it is echoed in replies).
+MAX_TYPE_LENGTH: Final = 100
+
+#: Every error code the protocol layer and the dispatcher answer with, and when.
+ERROR_CODES: Final[dict[str, str]] = {
+    EMPTY_FRAME: "The text frame is empty or only white space.",
+    BINARY_FRAME: "A binary frame arrived; rohrpost speaks text frames only.",
+    TOO_LARGE: "The frame is larger than the maximum frame size.",
+    INVALID_JSON: "The frame is not strict RFC 8259 JSON (NaN, Infinity, lone surrogates, "
+    "numbers that overflow and trailing data included).",
+    TOO_DEEP: "Arrays and objects are nested deeper than the maximum depth.",
+    NOT_AN_OBJECT: "The frame is valid JSON but not an object.",
+    MISSING_ID: "The request has no `id`.",
+    INVALID_ID: "The `id` is not an integer, a float or a string.",
+    MISSING_TYPE: "The request has no `type`.",
+    INVALID_TYPE: f"The `type` is not a string, is empty, or is longer than {MAX_TYPE_LENGTH} "
+    "characters.",
+    UNKNOWN_TYPE: "No handler is registered for the `type`.",
+    HANDLER_ERROR: "The handler failed; the server logged the details.",
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what a single frame may hold.
+
+    Attributes:
+        max_frame_bytes: Largest text frame accepted, in UTF-8 bytes.
+        max_depth: Deepest nesting of arrays and objects accepted; the request
+            object itself is depth 1.
+    """
+
+    max_frame_bytes: int = 256 * 1024
+    max_depth: int = 32
+
+
+DEFAULT_LIMITS: Final = Limits()
+
+
+@dataclass(frozen=True)
+class FrameError:
+    """A frame that cannot be dispatched, and what to answer.
+
+    Attributes:
+        code: Stable machine code from :data:`ERROR_CODES`.
+        message: Human-readable text.
+        request_id: The request's ``id`` when it could be read, else ``None``.
+        request_type: The request's ``type`` when it could be read, else ``None``.
+    """
+
+    code: str
+    message: str
+    request_id: RequestId | None = None
+    request_type: str | None = None
+
+    def encode(self) -> str:
+        """Return the error reply frame for this error."""
+        return encode_error(self.request_id, self.request_type, self.message, self.code)
+
+
+def parse_request(
+    text: str | None, binary: bytes | None = None, limits: Limits = DEFAULT_LIMITS
+) -> dict[str, Any] | FrameError:
+    """Validate one WebSocket frame as a rohrpost request.
+
+    Args:
+        text: The text frame's content, or ``None`` for a binary frame.
+        binary: The binary frame's content, if the frame was binary.
+        limits: The size and depth bounds to enforce.
+
+    Returns:
+        The request object (a ``dict`` with a valid ``id`` and ``type``), or a
+        :class:`FrameError` describing why the frame is refused.
+    """
+    if text is None:
+        if binary is not None:
+            return FrameError(BINARY_FRAME, "Binary frames are not supported; send text.")
+        return FrameError(EMPTY_FRAME, "The frame is empty.")
+    if not text or text.isspace():
+        return FrameError(EMPTY_FRAME, "The frame is empty.")
+    size_limit = limits.max_frame_bytes
+    # A str of n characters is n to 4n bytes of UTF-8: encode only when it matters.
+    if len(text) > size_limit or (
+        len(text) * 4 > size_limit and len(text.encode("utf-8", "surrogatepass")) > size_limit
+    ):
+        return FrameError(TOO_LARGE, f"The frame is larger than {size_limit} bytes.")
+    try:
+        request = encoding.loads(text)
+    except RecursionError:
+        return _too_deep(limits)
+    except encoding.JSONDecodeError as exc:
+        return FrameError(INVALID_JSON, f"Invalid JSON: {exc}")
+    if type(request) is not dict:
+        return FrameError(NOT_AN_OBJECT, "The frame must be a JSON object.")
+    return _validate(request, text, limits)
+
+
+def _validate(request: dict[str, Any], text: str, limits: Limits) -> dict[str, Any] | FrameError:
+    request_id = request.get("id")
+    request_type = request.get("type")
+    id_ok = request_id is not None and type(request_id) in (int, float, str)
+    type_ok = type(request_type) is str and 0 < len(request_type) <= MAX_TYPE_LENGTH
+    if id_ok and type_ok:
+        # Counting brackets is cheap; the exact walk runs only for frames that could be too deep.
+        if text.count("[") + text.count("{") > limits.max_depth and _deeper_than(
+            request, limits.max_depth
+        ):
+            return _too_deep(limits, request_id, request_type)
+        return request
+    known_id = request_id if id_ok else None
+    known_type = request_type if type_ok else None
+    if "id" not in request:
+        return FrameError(MISSING_ID, "The request has no `id`.", None, known_type)
+    if not id_ok:
+        return FrameError(
+            INVALID_ID, "The `id` must be an integer, a float or a string.", None, known_type
+        )
+    if "type" not in request:
+        return FrameError(MISSING_TYPE, "The request has no `type`.", known_id)
+    return FrameError(
+        INVALID_TYPE,
+        f"The `type` must be a non-empty string of at most {MAX_TYPE_LENGTH} characters.",
+        known_id,
+    )
+
+
+def _too_deep(
+    limits: Limits, request_id: RequestId | None = None, request_type: str | None = None
+) -> FrameError:
+    message = f"The frame nests arrays and objects deeper than {limits.max_depth} levels."
+    return FrameError(TOO_DEEP, message, request_id, request_type)
+
+
+def _deeper_than(value: Any, max_depth: int) -> bool:
+    """Tell whether ``value`` nests containers more than ``max_depth`` levels deep."""
+    level: list[Any] = [value]
+    depth = 0
+    while level:
+        depth += 1
+        if depth > max_depth:
+            return True
+        children: list[Any] = []
+        for container in level:
+            items = container.values() if type(container) is dict else container
+            children.extend(item for item in items if type(item) in (dict, list))
+        level = children
+    return False
+
+
+def encode_reply(request_id: RequestId, request_type: str, data: Any) -> str:
+    """Return the reply frame ``{"id", "type", "data"}``."""
+    return encoding.dumps({"id": request_id, "type": request_type, "data": data})
+
+
+def encode_error(
+    request_id: RequestId | None,
+    request_type: str | None,
+    message: str,
+    code: str,
+    data: Any = None,
+) -> str:
+    """Return an error frame; ``id`` and ``type`` appear only when known."""
+    frame: dict[str, Any] = {}
+    if request_id is not None:
+        frame["id"] = request_id
+    if request_type is not None:
+        frame["type"] = request_type
+    frame["error"] = message
+    frame["code"] = code
+    if data is not None:
+        frame["data"] = data
+    return encoding.dumps(frame)
+
+
+def generate_id() -> int:
+    """Return a random positive message id that JavaScript represents exactly."""
+    return random.getrandbits(53) or 1

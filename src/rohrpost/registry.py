@@ -1,0 +1,133 @@
+"""Handler registries: which function answers which message ``type``.
+
+The default registry, :data:`HANDLERS`, maps type names to handlers, and
+:func:`rohrpost_handler` adds to it::
+
+    from rohrpost.registry import rohrpost_handler
+
+    @rohrpost_handler("echo")
+    def handle_echo(consumer, request):
+        return request.get("data")          # sent as {"id", "type": "echo", "data"}
+
+    @rohrpost_handler(["a", "b"])
+    async def handle_both(consumer, request):
+        ...
+
+A handler is called as ``handler(consumer=..., request=...)`` and may be a
+plain function or an ``async def``. A consumer class can serve its own
+registry (``rohrpost_registry = HandlerRegistry()``), so two endpoints can
+offer different handler sets.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any, Literal, TypeVar
+
+from asgiref.sync import iscoroutinefunction
+
+__all__ = [
+    "HANDLERS",
+    "Handler",
+    "HandlerMode",
+    "HandlerRegistry",
+    "handler_mode",
+    "rohrpost_handler",
+]
+
+Handler = Callable[..., Any]
+HandlerT = TypeVar("HandlerT", bound=Handler)
+
+#: How a consumer calls a handler: ``"async"`` awaited on the event loop,
+#: ``"sync"`` in a worker thread (under the async consumer), ``"inline"`` a
+#: sync handler called directly on the event loop.
+HandlerMode = Literal["async", "sync", "inline"]
+
+_INLINE_MARK = "__rohrpost_inline__"
+
+
+class HandlerRegistry(dict[str, Handler]):
+    """A mapping of message type to handler, with a decorator to fill it.
+
+    It is a plain ``dict`` underneath, so 4.x code that reads or patches
+    ``HANDLERS[name]`` keeps working.
+    """
+
+    def register(
+        self, names: str | Iterable[str], handler: Handler, *, inline: bool = False
+    ) -> None:
+        """Register ``handler`` for one type name or several.
+
+        Args:
+            names: A type name, or an iterable of them.
+            handler: A function or ``async def`` called as ``handler(consumer=..., request=...)``.
+            inline: Mark a sync handler as non-blocking: the async consumer then
+                calls it on the event loop instead of in a worker thread. Only
+                for handlers that do no I/O besides rohrpost's send helpers.
+
+        Raises:
+            ValueError: A name already has a handler, or ``inline`` was asked
+                of an async handler.
+        """
+        name_list = [names] if isinstance(names, str) else list(names)
+        for name in name_list:
+            if name in self:
+                raise ValueError(f'Handler for "{name}" is already defined.')
+        if inline:
+            if iscoroutinefunction(handler):
+                raise ValueError(
+                    "inline=True is for sync handlers; async ones run on the loop anyway."
+                )
+            setattr(handler, _INLINE_MARK, True)
+        for name in name_list:
+            self[name] = handler
+
+    def handler(
+        self, names: str | Iterable[str], *, inline: bool = False
+    ) -> Callable[[HandlerT], HandlerT]:
+        """Return a decorator that registers the decorated function (see :meth:`register`)."""
+
+        def decorator(handler: HandlerT) -> HandlerT:
+            self.register(names, handler, inline=inline)
+            return handler
+
+        return decorator
+
+    def __repr__(self) -> str:
+        return f"HandlerRegistry({sorted(self)!r})"
+
+
+#: The default registry, served by every consumer that does not name its own.
+HANDLERS = HandlerRegistry()
+
+
+def rohrpost_handler(
+    names: str | Iterable[str], *, inline: bool = False, registry: HandlerRegistry | None = None
+) -> Callable[[HandlerT], HandlerT]:
+    """Register the decorated function as the handler for ``names``.
+
+    Args:
+        names: A type name, or a list of them.
+        inline: See :meth:`HandlerRegistry.register`.
+        registry: The registry to add to; the default is :data:`HANDLERS`.
+
+    Raises:
+        ValueError: A name already has a handler
+            (``Handler for "<name>" is already defined.``).
+    """
+    return (HANDLERS if registry is None else registry).handler(names, inline=inline)
+
+
+@functools.lru_cache(maxsize=1024)
+def handler_mode(handler: Handler) -> HandlerMode:
+    """Tell how a consumer should call ``handler`` (cached per handler)."""
+    target = handler.func if isinstance(handler, functools.partial) else handler
+    if iscoroutinefunction(target) or (
+        not inspect.isroutine(target) and iscoroutinefunction(getattr(target, "__call__", None))  # noqa: B004 - an async __call__ is what we look for
+    ):
+        return "async"
+    if getattr(handler, _INLINE_MARK, False):
+        return "inline"
+    return "sync"

@@ -1,0 +1,26 @@
+"""Fixtures shared by rohrpost's tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from rohrpost.registry import HANDLERS, HandlerRegistry
+
+
+@pytest.fixture
+def registry() -> Iterator[HandlerRegistry]:
+    """The default registry, restored to its original handlers after the test."""
+    saved = dict(HANDLERS)
+    yield HANDLERS
+    HANDLERS.clear()
+    HANDLERS.update(saved)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The URL of the local Redis (skips or fails per ROHRPOST_REQUIRE_SERVICES)."""
+    from tests.services import require_redis
+
+    return require_redis()

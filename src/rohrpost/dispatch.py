@@ -32,7 +32,7 @@ __all__ = ["Call", "prepare_call"]
 logger = logging.getLogger("rohrpost")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Call:
     """A request matched to its handler.
 

@@ -202,7 +202,7 @@ def _make_orjson_codec() -> Codec | None:
             if isinstance(cause, TypeError | ValueError):
                 raise cause from None
             raise TypeError(str(exc)) from None
-        if float_spelling.search(encoded):
+        if (b"e-" in encoded or b"0.0000" in encoded) and float_spelling.search(encoded):
             return _stdlib_dumps(value)
         return encoded.decode("utf-8")
 

@@ -1,0 +1,17 @@
+"""Django app configuration: add ``"rohrpost"`` to ``INSTALLED_APPS`` (optional)."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+__all__ = ["RohrpostConfig"]
+
+
+class RohrpostConfig(AppConfig):
+    """Registers the built-in handlers when Django starts."""
+
+    name = "rohrpost"
+    verbose_name = "rohrpost"
+
+    def ready(self) -> None:
+        from rohrpost import handlers  # noqa: F401 - importing registers "ping"

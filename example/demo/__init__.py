@@ -1,0 +1,1 @@
+"""The rohrpost demo: a Django project with one live page, served by ``make demo``."""

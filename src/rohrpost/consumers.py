@@ -19,7 +19,7 @@ import asyncio
 import logging
 from typing import Any, ClassVar
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, markcoroutinefunction
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer, WebsocketConsumer
 
@@ -92,10 +92,23 @@ class RohrpostConsumerMixin:
         await super().dispatch(message)  # type: ignore[misc]
 
 
-def group_message_text(event: dict[str, Any]) -> str:
-    """Return the frame a ``rohrpost.message`` event carries (text is forwarded as is)."""
-    message = event["message"]
-    return message if isinstance(message, str) else encoding.dumps(message)
+def group_message_text(event: dict[str, Any]) -> str | None:
+    """Return the frame a ``rohrpost.message`` event carries (text is forwarded as is).
+
+    An event without a ``message``, or with one JSON cannot encode, is logged
+    and yields ``None``: a malformed event must not end the connection.
+    """
+    message = event.get("message")
+    if isinstance(message, str):
+        return message
+    if message is None:
+        logger.warning("Ignoring a rohrpost.message event without a message: %r", event)
+        return None
+    try:
+        return encoding.dumps(message)
+    except (TypeError, ValueError):
+        logger.warning("Ignoring a rohrpost.message event JSON cannot encode", exc_info=True)
+        return None
 
 
 class SyncRohrpostConsumer(RohrpostConsumerMixin, WebsocketConsumer):
@@ -116,7 +129,9 @@ class SyncRohrpostConsumer(RohrpostConsumerMixin, WebsocketConsumer):
 
     def rohrpost_message(self, event: dict[str, Any]) -> None:
         """Forward a group message to the client."""
-        self.send(text_data=group_message_text(event))
+        text = group_message_text(event)
+        if text is not None:
+            self.send(text_data=text)
 
     def websocket_disconnect(self, message: dict[str, Any]) -> None:
         async_to_sync(self._aleave_all_groups)()
@@ -165,19 +180,41 @@ class AsyncRohrpostConsumer(RohrpostConsumerMixin, AsyncWebsocketConsumer):
         Works from a worker thread (a sync handler) and from an inline handler.
         Elsewhere on the event loop's thread, use ``await asend_message(...)``.
         """
-        if _on_event_loop():
-            if self._rohrpost_outbox is None:
-                raise RuntimeError(
-                    "The sync send helpers cannot block the event loop: in async code, "
-                    "use `await asend_message(...)` (or `await consumer.send(text_data=...)`)."
-                )
+        if not _on_event_loop():
+            self.send(text_data=text)
+        elif self._rohrpost_outbox is not None:
             self._rohrpost_outbox.append(text)
         else:
-            async_to_sync(self.send)(text_data=text)
+            raise RuntimeError(
+                "The sync send helpers cannot block the event loop: in async code, "
+                "use `await asend_message(...)` (or `await consumer.send(text_data=...)`)."
+            )
+
+    # 4.x handlers call `consumer.send(...)` and `consumer.close()` from sync code.
+    # Under this consumer they run in a worker thread, where calling the async
+    # methods would only make a coroutine nobody awaits: there, send and close
+    # hop to the event loop and wait. On the loop they are awaited as usual.
+    @markcoroutinefunction
+    def send(self, *args: Any, **kwargs: Any) -> Any:
+        """Send a frame: ``await`` it in async code; a plain call in sync handlers."""
+        if _on_event_loop():
+            return super().send(*args, **kwargs)
+        async_to_sync(super().send)(*args, **kwargs)
+        return None
+
+    @markcoroutinefunction
+    def close(self, *args: Any, **kwargs: Any) -> Any:
+        """Close the connection: ``await`` it in async code; a plain call in sync handlers."""
+        if _on_event_loop():
+            return super().close(*args, **kwargs)
+        async_to_sync(super().close)(*args, **kwargs)
+        return None
 
     async def rohrpost_message(self, event: dict[str, Any]) -> None:
         """Forward a group message to the client."""
-        await self.send(text_data=group_message_text(event))
+        text = group_message_text(event)
+        if text is not None:
+            await self.send(text_data=text)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         await self._aleave_all_groups()

@@ -15,7 +15,9 @@ Encoding is compact (no spaces), keeps non-ASCII text as is, and accepts more
 than plain JSON types: ``UUID`` and lazy translation strings become strings,
 ``Decimal`` its exact string, ``datetime`` / ``date`` / ``time`` their ISO 8601
 form, enums their value, dataclasses an object, any ``Mapping`` an object and
-any other ``Collection`` (a set, say) an array. Both codecs give identical text.
+any other ``Collection`` (a set, say) an array. JSON has no NaN or infinity:
+they are written as ``null``, as JavaScript's ``JSON.stringify`` does. Both
+codecs give identical text.
 """
 
 from __future__ import annotations
@@ -62,12 +64,13 @@ def encode_extra(value: Any) -> Any:
         return value.value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
+    if _is_lazy_string(value):
+        # Before the collection checks: a lazy string proxies str, a Collection.
+        return str(value)
     if isinstance(value, Mapping):
         return dict(value)
     if isinstance(value, Collection) and not isinstance(value, bytes | bytearray | memoryview):
         return list(value)
-    if _is_lazy_string(value):
-        return str(value)
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
@@ -107,10 +110,17 @@ _STRICT_DECODER = json.JSONDecoder(
 # The standard library's fast path: integers stay in C; their length is checked
 # only when the text could hold a long one.
 _FAST_DECODER = json.JSONDecoder(parse_float=_finite_float, parse_constant=_reject_constant)
-_LONG_DIGIT_RUN = re.compile(r"[0-9]{20}")
+# 19 digits reach beyond 64 bits (-9223372036854775809); orjson would make a float of them.
+_LONG_DIGIT_RUN = re.compile(r"[0-9]{19}")
 
 
 def _stdlib_loads(text: str) -> Any:
+    if not text.isascii():
+        # A WebSocket text frame is valid UTF-8; a str from elsewhere may not be.
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise JSONDecodeError("The text holds a lone UTF-16 surrogate.") from None
     decoder = _STRICT_DECODER if _LONG_DIGIT_RUN.search(text) else _FAST_DECODER
     try:
         value = decoder.decode(text)
@@ -136,7 +146,12 @@ _stdlib_encoder = json.JSONEncoder(
 
 
 def _stdlib_dumps(value: Any) -> str:
-    text = _stdlib_encoder.encode(value)
+    try:
+        text = _stdlib_encoder.encode(value)
+    except ValueError as exc:
+        if not str(exc).startswith("Out of range float"):
+            raise
+        text = _stdlib_encoder.encode(_finite_only(value))
     if not text.isascii():
         # orjson refuses lone surrogates; so must we, or the socket fails later.
         try:
@@ -144,6 +159,22 @@ def _stdlib_dumps(value: Any) -> str:
         except UnicodeEncodeError:
             raise ValueError("A string holds a lone UTF-16 surrogate.") from None
     return text
+
+
+def _finite_only(value: Any) -> Any:
+    """Return ``value`` with NaN and infinities replaced by ``None``, as orjson writes them."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str | int) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {key: _finite_only(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_only(item) for item in value]
+    try:
+        return _finite_only(encode_extra(value))
+    except TypeError:
+        return value  # the encoder raises its own error for it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,8 +203,9 @@ def _make_orjson_codec() -> Codec | None:
 
     orjson_loads = orjson.loads
     orjson_dumps = orjson.dumps
-    options = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
-    options |= orjson.OPT_PASSTHROUGH_DATACLASS
+    # Without OPT_NON_STR_KEYS, non-string keys take the standard library's path,
+    # which accepts exactly the key types it accepts.
+    options = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
     # orjson spells small floats differently from Python's repr ("0.00001", "1e-7"
     # against "1e-05", "1e-07"); where its output may hold such a float, the
     # standard library's text is used so both codecs agree to the byte.
@@ -194,14 +226,11 @@ def _make_orjson_codec() -> Codec | None:
     def dumps(value: Any) -> str:
         try:
             encoded = orjson_dumps(value, default=encode_extra, option=options)
-        except orjson.JSONEncodeError as exc:
-            if "64-bit" in str(exc):
-                # Integers beyond 64 bits: the standard library writes them exactly.
-                return _stdlib_dumps(value)
-            cause = exc.__cause__
-            if isinstance(cause, TypeError | ValueError):
-                raise cause from None
-            raise TypeError(str(exc)) from None
+        except orjson.JSONEncodeError:
+            # Whatever orjson refuses (integers beyond 64 bits, float subclasses,
+            # non-string keys, lone surrogates, cycles), the standard library
+            # either writes the same text it would or raises its own error.
+            return _stdlib_dumps(value)
         if (b"e-" in encoded or b"0.0000" in encoded) and float_spelling.search(encoded):
             return _stdlib_dumps(value)
         return encoded.decode("utf-8")

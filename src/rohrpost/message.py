@@ -97,13 +97,13 @@ def send_message(
 def send_error(
     consumer: Any,
     handler: str,
-    message_id: RequestId | None,
-    error: Any,
+    message_id: RequestId | None = None,
+    error: Any = "An error occurred.",
     data: Any = None,
     *,
     code: str = "error",
 ) -> None:
-    """Send an error message; ``code`` is the machine code (default ``"error"``)."""
+    """Send an error message; arguments as :func:`send_message`, ``code`` defaults to "error"."""
     send_message(consumer, handler, message_id, error, data, code=code)
 
 
@@ -135,8 +135,8 @@ async def asend_message(
 async def asend_error(
     consumer: Any,
     handler: str,
-    message_id: RequestId | None,
-    error: Any,
+    message_id: RequestId | None = None,
+    error: Any = "An error occurred.",
     data: Any = None,
     *,
     code: str = "error",

@@ -15,7 +15,9 @@ thin shells that feed frames in and send what comes out.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any, Final, TypeAlias
 
 from rohrpost import encoding
@@ -28,6 +30,7 @@ __all__ = [
     "INVALID_ID",
     "INVALID_JSON",
     "INVALID_TYPE",
+    "MAX_DEPTH_BOUND",
     "MAX_TYPE_LENGTH",
     "MISSING_ID",
     "MISSING_TYPE",
@@ -62,6 +65,10 @@ HANDLER_ERROR: Final = "handler_error"
 #: Longest ``type`` string accepted (it is echoed in replies).
 MAX_TYPE_LENGTH: Final = 100
 
+#: Highest ``Limits.max_depth`` allowed, and the nesting beyond which a frame is
+#: refused without being decoded at all (so a decoder never recurses deeply).
+MAX_DEPTH_BOUND: Final = 500
+
 #: Every error code the protocol layer and the dispatcher answer with, and when.
 ERROR_CODES: Final[dict[str, str]] = {
     EMPTY_FRAME: "The text frame is empty or only white space.",
@@ -93,6 +100,12 @@ class Limits:
 
     max_frame_bytes: int = 256 * 1024
     max_depth: int = 32
+
+    def __post_init__(self) -> None:
+        if self.max_frame_bytes < 1:
+            raise ValueError("max_frame_bytes must be at least 1.")
+        if not 1 <= self.max_depth <= MAX_DEPTH_BOUND:
+            raise ValueError(f"max_depth must be between 1 and {MAX_DEPTH_BOUND}.")
 
 
 DEFAULT_LIMITS: Final = Limits()
@@ -145,27 +158,33 @@ def parse_request(
         len(text) * 4 > size_limit and len(text.encode("utf-8", "surrogatepass")) > size_limit
     ):
         return FrameError(TOO_LARGE, f"The frame is larger than {size_limit} bytes.")
+    too_deep = False
+    # Counting brackets is cheap; the exact depth is measured only when it could matter.
+    if text.count("[") + text.count("{") > limits.max_depth:
+        depth = _text_depth(text)
+        if depth > MAX_DEPTH_BOUND:
+            return _too_deep(limits)
+        too_deep = depth > limits.max_depth
     try:
         request = encoding.loads(text)
-    except RecursionError:
+    except RecursionError:  # only under a recursion limit lowered far below Python's default
         return _too_deep(limits)
     except encoding.JSONDecodeError as exc:
         return FrameError(INVALID_JSON, f"Invalid JSON: {exc}")
     if type(request) is not dict:
         return FrameError(NOT_AN_OBJECT, "The frame must be a JSON object.")
-    return _validate(request, text, limits)
+    return _validate(request, too_deep, limits)
 
 
-def _validate(request: dict[str, Any], text: str, limits: Limits) -> dict[str, Any] | FrameError:
+def _validate(
+    request: dict[str, Any], too_deep: bool, limits: Limits
+) -> dict[str, Any] | FrameError:
     request_id = request.get("id")
     request_type = request.get("type")
     id_ok = request_id is not None and type(request_id) in (int, float, str)
     type_ok = type(request_type) is str and 0 < len(request_type) <= MAX_TYPE_LENGTH
     if id_ok and type_ok:
-        # Counting brackets is cheap; the exact walk runs only for frames that could be too deep.
-        if text.count("[") + text.count("{") > limits.max_depth and _deeper_than(
-            request, limits.max_depth
-        ):
+        if too_deep:
             return _too_deep(limits, request_id, request_type)
         return request
     known_id = request_id if id_ok else None
@@ -192,20 +211,29 @@ def _too_deep(
     return FrameError(TOO_DEEP, message, request_id, request_type)
 
 
-def _deeper_than(value: Any, max_depth: int) -> bool:
-    """Tell whether ``value`` nests containers more than ``max_depth`` levels deep."""
-    level: list[Any] = [value]
-    depth = 0
-    while level:
-        depth += 1
-        if depth > max_depth:
-            return True
-        children: list[Any] = []
-        for container in level:
-            items = container.values() if type(container) is dict else container
-            children.extend(item for item in items if type(item) in (dict, list))
-        level = children
-    return False
+# A JSON string, escapes included; an unterminated one runs to the end of the text.
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"?', re.DOTALL)
+_NOT_A_BRACKET = re.compile(r"[^\[\]{}]+")
+_BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def _text_depth(text: str) -> int:
+    """Return how deep ``text`` nests arrays and objects, read without decoding it.
+
+    Exact for valid JSON; for invalid JSON never less than the depth a decoder
+    reaches before it fails.
+    """
+    brackets = _NOT_A_BRACKET.sub("", _JSON_STRING.sub("", text))
+    step = _BRACKET_STEP.__getitem__
+    depth = deepest = 0
+    # In chunks, so that a bomb of brackets is refused after its first few thousand.
+    for start in range(0, len(brackets), 4096):
+        depths = list(accumulate(map(step, brackets[start : start + 4096]), initial=depth))
+        deepest = max(deepest, *depths)
+        if deepest > MAX_DEPTH_BOUND:
+            break
+        depth = depths[-1]
+    return deepest
 
 
 def encode_reply(request_id: RequestId, request_type: str, data: Any) -> str:

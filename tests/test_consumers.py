@@ -15,6 +15,7 @@ import pytest
 from channels.layers import channel_layers, get_channel_layer
 from channels.testing import WebsocketCommunicator
 
+import rohrpost.consumers
 from rohrpost.consumers import AsyncRohrpostConsumer, RohrpostConsumerMixin, SyncRohrpostConsumer
 from rohrpost.exceptions import RohrpostError
 from rohrpost.message import (
@@ -881,9 +882,33 @@ def test_both_consumers_share_the_mixin() -> None:
     assert issubclass(SyncRohrpostConsumer, RohrpostConsumerMixin)
     assert issubclass(AsyncRohrpostConsumer, RohrpostConsumerMixin)
     # Group bookkeeping and event routing are written once.
-    for name in ("aadd_to_group", "aremove_from_group", "add_to_group", "dispatch"):
+    for name in ("aadd_to_group", "aremove_from_group", "add_to_group"):
         assert getattr(SyncRohrpostConsumer, name) is getattr(RohrpostConsumerMixin, name)
         assert getattr(AsyncRohrpostConsumer, name) is getattr(RohrpostConsumerMixin, name)
+    assert SyncRohrpostConsumer.dispatch is RohrpostConsumerMixin.dispatch
+
+
+async def test_async_consumer_checks_db_connections_before_async_handlers_only(
+    registry: HandlerRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checks: list[str] = []
+
+    async def record_check() -> None:
+        checks.append("checked")
+
+    monkeypatch.setattr(rohrpost.consumers, "_aclose_old_connections", record_check)
+
+    @registry.handler("test.async-db")
+    async def async_db(consumer: Any, request: dict[str, Any]) -> str:
+        checks.append("handler")
+        return "ok"
+
+    async with connect(AsyncRohrpostConsumer) as communicator:
+        await assert_answers_ping(communicator)  # inline: no check, no thread hop
+        assert checks == []
+        reply = await ask(communicator, {"id": 1, "type": "test.async-db"})
+        assert reply == {"id": 1, "type": "test.async-db", "data": "ok"}
+        assert checks == ["checked", "handler"]
 
 
 # --- channels_redis ------------------------------------------------------------------------

@@ -19,14 +19,16 @@ import asyncio
 import logging
 from typing import Any, ClassVar
 
-from asgiref.sync import async_to_sync, markcoroutinefunction
+from asgiref.sync import async_to_sync, markcoroutinefunction, sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer, WebsocketConsumer
+from django.db import close_old_connections
 
 from rohrpost import encoding
 from rohrpost import handlers as _builtin_handlers  # noqa: F401 - registers "ping"
 from rohrpost.dispatch import prepare_call
 from rohrpost.main import handle_rohrpost_message
+from rohrpost.message import GROUP_EVENT_TYPE
 from rohrpost.protocol import DEFAULT_LIMITS, Limits
 from rohrpost.registry import HANDLERS, HandlerRegistry
 
@@ -146,6 +148,23 @@ class AsyncRohrpostConsumer(RohrpostConsumerMixin, AsyncWebsocketConsumer):
         # Frames sent by an inline handler through the sync helpers; sent after it returns.
         self._rohrpost_outbox: list[str] | None = None
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Route an event; frames and group messages take a short path.
+
+        Channels checks the database connections before every event, a hop to
+        a worker thread each time. Frames and group messages skip that here:
+        an async handler gets the check right before it runs, a sync handler
+        in its worker thread, and inline handlers and group forwarding do not
+        touch the database. Every other event goes through Channels' path.
+        """
+        event_type = message.get("type")
+        if event_type == "websocket.receive":
+            await self.websocket_receive(message)
+        elif event_type == GROUP_EVENT_TYPE:
+            await self.rohrpost_message(message)
+        else:
+            await super().dispatch(message)
+
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         call = prepare_call(self.rohrpost_registry, text_data, bytes_data, self.rohrpost_limits)
         if isinstance(call, str):
@@ -154,6 +173,7 @@ class AsyncRohrpostConsumer(RohrpostConsumerMixin, AsyncWebsocketConsumer):
         outbox: list[str] = []
         try:
             if call.mode == "async":
+                await _aclose_old_connections()
                 result = await call.handler(consumer=self, request=call.request)
             elif call.mode == "inline":
                 self._rohrpost_outbox = outbox
@@ -219,6 +239,10 @@ class AsyncRohrpostConsumer(RohrpostConsumerMixin, AsyncWebsocketConsumer):
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         await self._aleave_all_groups()
         await super().websocket_disconnect(message)
+
+
+# What Channels runs before every event, for handlers that may use the async ORM.
+_aclose_old_connections = sync_to_async(close_old_connections)
 
 
 def _on_event_loop() -> bool:

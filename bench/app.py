@@ -1,0 +1,114 @@
+"""The ASGI application the benchmark server runs: four contenders and a CPU clock.
+
+Run by :mod:`bench.__main__` as ``uvicorn bench.app:application``. Every
+contender answers ``{"id": n, "type": "ping", "data": {...}}`` with
+``{"id": n, "type": "pong", "data": {...}}``:
+
+===================  ============================================================
+path                 consumer
+===================  ============================================================
+``/async-rohrpost``  :class:`rohrpost.AsyncRohrpostConsumer` (the built-in ``ping``)
+``/async-channels``  :class:`ChannelsAsyncEcho`, a plain ``AsyncJsonWebsocketConsumer``
+``/sync-rohrpost``   :class:`rohrpost.SyncRohrpostConsumer` (the built-in ``ping``)
+``/sync-channels``   :class:`ChannelsSyncEcho`, a plain ``JsonWebsocketConsumer``
+===================  ============================================================
+
+``GET /cpu`` answers the server process's own CPU clock
+(``time.process_time()``: user + system time of every thread, in seconds), so
+the client can measure the server's CPU cost of a batch from outside without
+the 10 ms granularity of ``/proc/<pid>/stat``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import time
+from typing import Any
+
+import django
+from django.conf import settings
+
+settings.configure(
+    DEBUG=False,
+    SECRET_KEY="rohrpost-bench-not-secret",  # noqa: S106 - a local benchmark server
+    ALLOWED_HOSTS=["127.0.0.1", "localhost"],
+    INSTALLED_APPS=["channels", "rohrpost"],
+    DATABASES={},
+    CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}},
+    USE_TZ=True,
+    LOGGING_CONFIG=None,
+)
+django.setup()
+
+# Channels and rohrpost read the settings on import: both come after setup().
+from channels.generic.websocket import (  # noqa: E402
+    AsyncJsonWebsocketConsumer,
+    JsonWebsocketConsumer,
+)
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from rohrpost import AsyncRohrpostConsumer, SyncRohrpostConsumer  # noqa: E402
+from rohrpost import encoding as rohrpost_encoding  # noqa: E402
+
+__all__ = ["ChannelsAsyncEcho", "ChannelsSyncEcho", "application"]
+
+
+class ChannelsAsyncEcho(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+    """The baseline for the async consumer: what one writes with Channels alone."""
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        await self.send_json({"id": content["id"], "type": "pong", "data": content.get("data")})
+
+
+class ChannelsSyncEcho(JsonWebsocketConsumer):  # type: ignore[misc]
+    """The baseline for the sync consumer: what one writes with Channels alone."""
+
+    def receive_json(self, content: Any, **kwargs: Any) -> None:
+        self.send_json({"id": content["id"], "type": "pong", "data": content.get("data")})
+
+
+def _server_facts() -> dict[str, Any]:
+    import uvicorn
+    from uvicorn.protocols.websockets.auto import AutoWebSocketsProtocol
+
+    loop = asyncio.get_running_loop()
+    return {
+        "codec": rohrpost_encoding.DEFAULT.name,
+        "uvicorn": uvicorn.__version__,
+        "loop": f"{type(loop).__module__}.{type(loop).__name__}",
+        "ws": getattr(AutoWebSocketsProtocol, "__name__", None),
+        "pid": os.getpid(),
+    }
+
+
+async def _http(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answer ``GET /cpu`` with the process's CPU clock; anything else is a 404."""
+    if scope["path"] == "/cpu":
+        # The clock is read first: what follows is the same small cost every time.
+        facts = {"process_time": time.process_time(), "threads": threading.active_count()}
+        body = json.dumps(facts | _server_facts()).encode()
+        status = 200
+    else:
+        body, status = b"not found", 404
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+application = ProtocolTypeRouter(
+    {
+        "http": _http,
+        "websocket": URLRouter(
+            [
+                path("async-rohrpost", AsyncRohrpostConsumer.as_asgi()),
+                path("async-channels", ChannelsAsyncEcho.as_asgi()),
+                path("sync-rohrpost", SyncRohrpostConsumer.as_asgi()),
+                path("sync-channels", ChannelsSyncEcho.as_asgi()),
+            ]
+        ),
+    }
+)

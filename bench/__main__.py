@@ -46,6 +46,7 @@ CONTENDERS: dict[str, str] = {
     "AsyncRohrpost": "/async-rohrpost",
     "ChannelsAsyncJson": "/async-channels",
     "SyncRohrpost": "/sync-rohrpost",
+    "SyncRohrpostThreaded": "/sync-rohrpost-threaded",
     "ChannelsSyncJson": "/sync-channels",
 }
 
@@ -53,6 +54,8 @@ CONTENDERS: dict[str, str] = {
 COMPARISONS: list[tuple[str, str]] = [
     ("AsyncRohrpost", "ChannelsAsyncJson"),
     ("SyncRohrpost", "ChannelsSyncJson"),
+    # A plain sync handler, as 4.x applications write them: it runs in a worker thread.
+    ("SyncRohrpostThreaded", "ChannelsSyncJson"),
 ]
 TARGET_RATIO = 1.0
 
@@ -424,31 +427,31 @@ def print_report(data: dict[str, Any]) -> None:
     )
     print()
     print(
-        f"{'contender':<20}{'server CPU µs/round trip':>26}{'min':>9}{'max':>9}"
+        f"{'contender':<22}{'server CPU µs/round trip':>26}{'min':>9}{'max':>9}"
         f"{'round trips/s':>16}"
     )
     for name, result in data["contenders"].items():
         if result["failure"] is not None:
-            print(f"{name:<20}  FAILED: {result['failure']}")
+            print(f"{name:<22}  FAILED: {result['failure']}")
             continue
         print(
-            f"{name:<20}{result['median_us']:>26.1f}{result['min_us']:>9.1f}"
+            f"{name:<22}{result['median_us']:>26.1f}{result['min_us']:>9.1f}"
             f"{result['max_us']:>9.1f}{result['round_trips_per_second_median']:>16.0f}"
         )
     if data["ratios"]:
         print()
         print(
-            f"{'ratio (target <= 1.0x)':<34}{'of medians':>11}{'paired median':>15}"
+            f"{'ratio (target <= 1.0x)':<40}{'of medians':>11}{'paired median':>15}"
             f"{'paired IQR':>15}   verdict"
         )
         for label, ratio in data["ratios"].items():
             if ratio is None:
-                print(f"{label:<34}{'n/a (a contender failed)':>26}")
+                print(f"{label:<40}{'n/a (a contender failed)':>26}")
                 continue
             verdict = "met" if ratio["met"] else "MISSED"
             low, high = ratio["paired_ratio_quartiles"]
             print(
-                f"{label:<34}{ratio['ratio_of_medians']:>10.3f}x"
+                f"{label:<40}{ratio['ratio_of_medians']:>10.3f}x"
                 f"{ratio['median_of_paired_ratios']:>14.3f}x"
                 f"{f'{low:.2f}-{high:.2f}x':>15}   {verdict}"
             )

@@ -10,6 +10,7 @@ path                 consumer
 ``/async-rohrpost``  :class:`rohrpost.AsyncRohrpostConsumer` (the built-in ``ping``)
 ``/async-channels``  :class:`ChannelsAsyncEcho`, a plain ``AsyncJsonWebsocketConsumer``
 ``/sync-rohrpost``   :class:`rohrpost.SyncRohrpostConsumer` (the built-in ``ping``)
+``/sync-rohrpost-threaded``  :class:`SyncRohrpostThreaded`: a plain sync ``ping`` handler
 ``/sync-channels``   :class:`ChannelsSyncEcho`, a plain ``JsonWebsocketConsumer``
 ===================  ============================================================
 
@@ -51,10 +52,11 @@ from channels.generic.websocket import (  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from rohrpost import AsyncRohrpostConsumer, SyncRohrpostConsumer  # noqa: E402
+from rohrpost import AsyncRohrpostConsumer, HandlerRegistry, SyncRohrpostConsumer  # noqa: E402
 from rohrpost import encoding as rohrpost_encoding  # noqa: E402
+from rohrpost.message import send_message  # noqa: E402
 
-__all__ = ["ChannelsAsyncEcho", "ChannelsSyncEcho", "application"]
+__all__ = ["ChannelsAsyncEcho", "ChannelsSyncEcho", "SyncRohrpostThreaded", "application"]
 
 
 class ChannelsAsyncEcho(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
@@ -69,6 +71,21 @@ class ChannelsSyncEcho(JsonWebsocketConsumer):  # type: ignore[misc]
 
     def receive_json(self, content: Any, **kwargs: Any) -> None:
         self.send_json({"id": content["id"], "type": "pong", "data": content.get("data")})
+
+
+threaded_handlers = HandlerRegistry()
+
+
+@threaded_handlers.handler("ping")
+def threaded_ping(consumer: Any, request: dict[str, Any]) -> None:
+    """The built-in ping, written as a 4.x application writes handlers (not inline)."""
+    send_message(consumer, "pong", message_id=request["id"], data=request.get("data"))
+
+
+class SyncRohrpostThreaded(SyncRohrpostConsumer):
+    """The sync consumer with a plain sync handler: every frame in a worker thread."""
+
+    rohrpost_registry = threaded_handlers
 
 
 def _server_facts() -> dict[str, Any]:
@@ -107,6 +124,7 @@ application = ProtocolTypeRouter(
                 path("async-rohrpost", AsyncRohrpostConsumer.as_asgi()),
                 path("async-channels", ChannelsAsyncEcho.as_asgi()),
                 path("sync-rohrpost", SyncRohrpostConsumer.as_asgi()),
+                path("sync-rohrpost-threaded", SyncRohrpostThreaded.as_asgi()),
                 path("sync-channels", ChannelsSyncEcho.as_asgi()),
             ]
         ),

@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import json
 import logging
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -878,14 +879,96 @@ async def test_rohrpost_message_event_sent_to_one_channel_is_forwarded(
         assert await communicator.receive_from(timeout=1) == '{"id":1,"type":"direct"}'
 
 
+async def test_sync_consumer_runs_inline_handlers_on_the_loop_and_sync_ones_in_a_thread(
+    registry: HandlerRegistry,
+) -> None:
+    threads: dict[str, int] = {}
+
+    @registry.handler("test.where-inline", inline=True)
+    def where_inline(consumer: Any, request: dict[str, Any]) -> str:
+        threads["inline"] = threading.get_ident()
+        return "inline"
+
+    @registry.handler("test.where-sync")
+    def where_sync(consumer: Any, request: dict[str, Any]) -> str:
+        threads["sync"] = threading.get_ident()
+        return "sync"
+
+    async with connect(SyncRohrpostConsumer) as communicator:
+        assert (await ask(communicator, {"id": 1, "type": "test.where-inline"}))["data"] == "inline"
+        assert (await ask(communicator, {"id": 2, "type": "test.where-sync"}))["data"] == "sync"
+    assert threads["inline"] == threading.get_ident()
+    assert threads["sync"] != threading.get_ident()
+
+
+async def test_sync_consumer_subclass_overriding_receive_gets_every_frame_in_a_thread() -> None:
+    seen: list[tuple[str | None, int]] = []
+
+    class Recording(SyncRohrpostConsumer):
+        def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+            seen.append((text_data, threading.get_ident()))
+            super().receive(text_data, bytes_data)
+
+    async with connect(Recording) as communicator:
+        await assert_answers_ping(communicator)
+        await communicator.send_to(text_data="nope")
+        assert json.loads(await communicator.receive_from(timeout=1))["code"] == "invalid_json"
+    assert [text for text, _ in seen] == ['{"id": 99, "type": "ping"}', "nope"]
+    assert all(thread != threading.get_ident() for _, thread in seen)
+
+
+async def test_sync_consumer_subclass_overriding_rohrpost_message_receives_group_messages(
+    group_tools: HandlerRegistry,
+) -> None:
+    forwarded: list[str] = []
+
+    class Decorating(SyncRohrpostConsumer):
+        def rohrpost_message(self, event: dict[str, Any]) -> None:
+            forwarded.append(event["message"])
+            self.send(text_data='{"wrapped":' + event["message"] + "}")
+
+    async with connect(Decorating) as communicator:
+        await ask(communicator, {"id": 1, "type": "test.join", "data": "deco"})
+        await asend_to_group("deco", '{"id":5,"type":"x"}')
+        assert await communicator.receive_from(timeout=1) == '{"wrapped":{"id":5,"type":"x"}}'
+    assert forwarded == ['{"id":5,"type":"x"}']
+
+
+async def test_sync_consumer_subclass_can_extend_rohrpost_message_with_super(
+    group_tools: HandlerRegistry,
+) -> None:
+    class Counting(SyncRohrpostConsumer):
+        count = 0
+
+        def rohrpost_message(self, event: dict[str, Any]) -> None:
+            Counting.count += 1
+            super().rohrpost_message(event)
+
+    async with connect(Counting) as communicator:
+        await ask(communicator, {"id": 1, "type": "test.join", "data": "counted"})
+        await asend_to_group("counted", {"id": 6, "type": "y"})
+        assert await communicator.receive_from(timeout=1) == '{"id":6,"type":"y"}'
+        channel = await channel_name_of(communicator)
+        await get_channel_layer().send(channel, {"type": GROUP_EVENT_TYPE})  # no message
+        assert await communicator.receive_nothing(timeout=0.2)
+        await assert_answers_ping(communicator)
+    assert Counting.count == 2
+
+
 def test_both_consumers_share_the_mixin() -> None:
     assert issubclass(SyncRohrpostConsumer, RohrpostConsumerMixin)
     assert issubclass(AsyncRohrpostConsumer, RohrpostConsumerMixin)
     # Group bookkeeping and event routing are written once.
-    for name in ("aadd_to_group", "aremove_from_group", "add_to_group"):
+    shared = (
+        "aadd_to_group",
+        "aremove_from_group",
+        "add_to_group",
+        "rohrpost_deliver",
+        "_rohrpost_run_inline",
+    )
+    for name in shared:
         assert getattr(SyncRohrpostConsumer, name) is getattr(RohrpostConsumerMixin, name)
         assert getattr(AsyncRohrpostConsumer, name) is getattr(RohrpostConsumerMixin, name)
-    assert SyncRohrpostConsumer.dispatch is RohrpostConsumerMixin.dispatch
 
 
 async def test_async_consumer_checks_db_connections_before_async_handlers_only(

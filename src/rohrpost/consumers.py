@@ -26,8 +26,8 @@ from django.db import close_old_connections
 
 from rohrpost import encoding
 from rohrpost import handlers as _builtin_handlers  # noqa: F401 - registers "ping"
-from rohrpost.dispatch import prepare_call
-from rohrpost.main import handle_rohrpost_message
+from rohrpost.dispatch import Call, prepare_call
+from rohrpost.main import handle_rohrpost_message, run_call
 from rohrpost.message import GROUP_EVENT_TYPE
 from rohrpost.protocol import DEFAULT_LIMITS, Limits
 from rohrpost.registry import HANDLERS, HandlerRegistry
@@ -51,10 +51,44 @@ class RohrpostConsumerMixin:
 
     channel_layer: Any
     channel_name: str
+    send: Any  # provided by the Channels consumer the mixin is combined with
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.rohrpost_groups: set[str] = set()
+        # Frames sent by an inline handler through the sync helpers; sent after it returns.
+        self._rohrpost_outbox: list[str] | None = None
+
+    def rohrpost_deliver(self, text: str) -> None:
+        """Send a frame from sync code (what the sync send helpers call).
+
+        Works from a worker thread (a sync handler) and from an inline handler
+        on the event loop. Elsewhere on the loop, use ``await asend_message(...)``.
+        """
+        if not _on_event_loop():
+            self.send(text_data=text)
+        elif self._rohrpost_outbox is not None:
+            self._rohrpost_outbox.append(text)
+        else:
+            raise RuntimeError(
+                "The sync send helpers cannot block the event loop: in async code, "
+                "use `await asend_message(...)` (or `await consumer.send(text_data=...)`)."
+            )
+
+    def _rohrpost_run_inline(self, call: Call) -> list[str]:
+        """Run an inline handler on the event loop; return the frames to send, in order."""
+        self._rohrpost_outbox = outbox = []
+        try:
+            result = call.handler(consumer=self, request=call.request)
+        except Exception as exc:
+            reply: str | None = call.reply_for_error(exc)
+        else:
+            reply = call.reply_for(result)
+        finally:
+            self._rohrpost_outbox = None
+        if reply is not None:
+            outbox.append(reply)
+        return outbox
 
     async def aadd_to_group(self, group_name: str) -> None:
         """Join ``group_name``: the connection receives what is sent to the group."""
@@ -114,7 +148,57 @@ def group_message_text(event: dict[str, Any]) -> str | None:
 
 
 class SyncRohrpostConsumer(RohrpostConsumerMixin, WebsocketConsumer):
-    """The rohrpost consumer for sync code: handlers run in a worker thread."""
+    """The rohrpost consumer for sync code: handlers run in a worker thread.
+
+    Like Channels' ``WebsocketConsumer``, it handles frames in a worker thread
+    so that handlers may block and use the ORM. Three kinds of work need no
+    thread and are done on the event loop instead, saving two thread hops:
+    error replies to bad frames, ``inline`` handlers (the built-in ``ping``)
+    and forwarding group messages. A subclass that overrides ``receive``,
+    ``websocket_receive`` or ``rohrpost_message`` gets the threaded path for
+    that event, exactly as in 4.x.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        cls = type(self)
+        self._rohrpost_loop_receive = (
+            cls.receive is SyncRohrpostConsumer.receive
+            and cls.websocket_receive is WebsocketConsumer.websocket_receive
+        )
+        self._rohrpost_loop_forward = cls.rohrpost_message is SyncRohrpostConsumer.rohrpost_message
+        self._rohrpost_asgi_send: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # Channels keeps only a sync wrapper of `send`; the loop paths need the original.
+        self._rohrpost_asgi_send = send
+        await super().__call__(scope, receive, send)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Route an event: frames and group messages that need no thread stay on the loop."""
+        event_type = message.get("type")
+        if event_type == "websocket.receive" and self._rohrpost_loop_receive:
+            await self._rohrpost_areceive(message)
+        elif event_type == GROUP_EVENT_TYPE and self._rohrpost_loop_forward:
+            text = group_message_text(message)
+            if text is not None:
+                await self._rohrpost_asgi_send({"type": "websocket.send", "text": text})
+        else:
+            await super().dispatch(message)
+
+    async def _rohrpost_areceive(self, message: dict[str, Any]) -> None:
+        call = prepare_call(
+            self.rohrpost_registry, message.get("text"), message.get("bytes"), self.rohrpost_limits
+        )
+        if isinstance(call, str):
+            frames = [call]
+        elif call.mode == "inline":
+            frames = self._rohrpost_run_inline(call)
+        else:
+            await _run_call_in_thread(self, call)
+            return
+        for text in frames:
+            await self._rohrpost_asgi_send({"type": "websocket.send", "text": text})
 
     def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         handle_rohrpost_message(
@@ -124,10 +208,6 @@ class SyncRohrpostConsumer(RohrpostConsumerMixin, WebsocketConsumer):
             registry=self.rohrpost_registry,
             limits=self.rohrpost_limits,
         )
-
-    def rohrpost_deliver(self, text: str) -> None:
-        """Send a frame from sync code (what the sync send helpers call)."""
-        self.send(text_data=text)
 
     def rohrpost_message(self, event: dict[str, Any]) -> None:
         """Forward a group message to the client."""
@@ -142,11 +222,6 @@ class SyncRohrpostConsumer(RohrpostConsumerMixin, WebsocketConsumer):
 
 class AsyncRohrpostConsumer(RohrpostConsumerMixin, AsyncWebsocketConsumer):
     """The rohrpost consumer for async code: async handlers run on the event loop."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # Frames sent by an inline handler through the sync helpers; sent after it returns.
-        self._rohrpost_outbox: list[str] | None = None
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Route an event; frames and group messages take a short path.
@@ -168,47 +243,25 @@ class AsyncRohrpostConsumer(RohrpostConsumerMixin, AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         call = prepare_call(self.rohrpost_registry, text_data, bytes_data, self.rohrpost_limits)
         if isinstance(call, str):
-            await self.send(text_data=call)
-            return
-        outbox: list[str] = []
-        try:
-            if call.mode == "async":
-                await _aclose_old_connections()
-                result = await call.handler(consumer=self, request=call.request)
-            elif call.mode == "inline":
-                self._rohrpost_outbox = outbox
-                try:
-                    result = call.handler(consumer=self, request=call.request)
-                finally:
-                    self._rohrpost_outbox = None
+            frames = [call]
+        elif call.mode == "inline":
+            frames = self._rohrpost_run_inline(call)
+        else:
+            try:
+                if call.mode == "async":
+                    await _aclose_old_connections()
+                    result = await call.handler(consumer=self, request=call.request)
+                else:
+                    result = await database_sync_to_async(call.handler)(
+                        consumer=self, request=call.request
+                    )
+            except Exception as exc:
+                reply: str | None = call.reply_for_error(exc)
             else:
-                result = await database_sync_to_async(call.handler)(
-                    consumer=self, request=call.request
-                )
-        except Exception as exc:
-            reply: str | None = call.reply_for_error(exc)
-        else:
-            reply = call.reply_for(result)
-        for text in outbox:
+                reply = call.reply_for(result)
+            frames = [] if reply is None else [reply]
+        for text in frames:
             await self.send(text_data=text)
-        if reply is not None:
-            await self.send(text_data=reply)
-
-    def rohrpost_deliver(self, text: str) -> None:
-        """Send a frame from sync code (what the sync send helpers call).
-
-        Works from a worker thread (a sync handler) and from an inline handler.
-        Elsewhere on the event loop's thread, use ``await asend_message(...)``.
-        """
-        if not _on_event_loop():
-            self.send(text_data=text)
-        elif self._rohrpost_outbox is not None:
-            self._rohrpost_outbox.append(text)
-        else:
-            raise RuntimeError(
-                "The sync send helpers cannot block the event loop: in async code, "
-                "use `await asend_message(...)` (or `await consumer.send(text_data=...)`)."
-            )
 
     # 4.x handlers call `consumer.send(...)` and `consumer.close()` from sync code.
     # Under this consumer they run in a worker thread, where calling the async
@@ -240,6 +293,10 @@ class AsyncRohrpostConsumer(RohrpostConsumerMixin, AsyncWebsocketConsumer):
         await self._aleave_all_groups()
         await super().websocket_disconnect(message)
 
+
+# A sync handler's call under SyncRohrpostConsumer, in a worker thread as Channels
+# runs its sync consumers (stale database connections closed before and after).
+_run_call_in_thread = database_sync_to_async(run_call)
 
 # What Channels runs before every event, for handlers that may use the async ORM.
 _aclose_old_connections = sync_to_async(close_old_connections)

@@ -14,12 +14,12 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 
-from rohrpost.dispatch import prepare_call
+from rohrpost.dispatch import Call, prepare_call
 from rohrpost.message import deliver
 from rohrpost.protocol import DEFAULT_LIMITS, Limits
 from rohrpost.registry import HANDLERS, HandlerRegistry
 
-__all__ = ["handle_rohrpost_message"]
+__all__ = ["handle_rohrpost_message", "run_call"]
 
 
 def handle_rohrpost_message(
@@ -45,7 +45,15 @@ def handle_rohrpost_message(
     call = prepare_call(registry, text_data, bytes_data, limits)
     if isinstance(call, str):
         deliver(consumer, call)
-        return
+    else:
+        run_call(consumer, call)
+
+
+def run_call(consumer: Any, call: Call) -> None:
+    """Run a prepared call from sync code and send its reply or error through ``consumer``.
+
+    Async handlers are run to completion with ``async_to_sync``.
+    """
     try:
         if call.mode == "async":
             result = async_to_sync(call.handler)(consumer=consumer, request=call.request)

@@ -1,11 +1,12 @@
 """The WebSocket consumers: thin shells over :mod:`rohrpost.dispatch`.
 
 :class:`SyncRohrpostConsumer` is a Channels ``WebsocketConsumer`` (the 4.x
-consumer: every message is handled in a worker thread, handlers call the sync
-helpers). :class:`AsyncRohrpostConsumer` is an ``AsyncWebsocketConsumer``: it
-awaits ``async def`` handlers on the event loop, runs sync handlers in a worker
-thread through ``database_sync_to_async`` and calls ``inline`` handlers
-directly. Routing either one::
+consumer: handlers run in a worker thread and call the sync helpers).
+:class:`AsyncRohrpostConsumer` is an ``AsyncWebsocketConsumer``: it awaits
+``async def`` handlers on the event loop and runs sync handlers in a worker
+thread through ``database_sync_to_async``. Both answer bad frames, call
+``inline`` handlers and forward group messages on the event loop, where no
+thread is needed. Routing either one::
 
     websocket_urlpatterns = [path("ws/rohrpost/", AsyncRohrpostConsumer.as_asgi())]
 

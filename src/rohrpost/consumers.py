@@ -80,11 +80,7 @@ class RohrpostConsumerMixin:
         """Run an inline handler on the event loop; return the frames to send, in order."""
         self._rohrpost_outbox = outbox = []
         try:
-            result = call.handler(consumer=self, request=call.request)
-        except Exception as exc:
-            reply: str | None = call.reply_for_error(exc)
-        else:
-            reply = call.reply_for(result)
+            reply = call.run(self)
         finally:
             self._rohrpost_outbox = None
         if reply is not None:
@@ -248,18 +244,11 @@ class AsyncRohrpostConsumer(RohrpostConsumerMixin, AsyncWebsocketConsumer):
         elif call.mode == "inline":
             frames = self._rohrpost_run_inline(call)
         else:
-            try:
-                if call.mode == "async":
-                    await _aclose_old_connections()
-                    result = await call.handler(consumer=self, request=call.request)
-                else:
-                    result = await database_sync_to_async(call.handler)(
-                        consumer=self, request=call.request
-                    )
-            except Exception as exc:
-                reply: str | None = call.reply_for_error(exc)
+            if call.mode == "async":
+                await _aclose_old_connections()
+                reply = await call.arun(self)
             else:
-                reply = call.reply_for(result)
+                reply = await call.arun(self, database_sync_to_async(call.handler))
             frames = [] if reply is None else [reply]
         for text in frames:
             await self.send(text_data=text)

@@ -7,12 +7,7 @@ module the same way, and differ only in how they call the handler and send text:
     if isinstance(call, str):                   # an error reply, ready to send
         send(call)
     else:
-        try:
-            result = <call call.handler(consumer=..., request=call.request)>
-        except Exception as exc:
-            reply = call.reply_for_error(exc)
-        else:
-            reply = call.reply_for(result)
+        reply = call.run(consumer)              # or `await call.arun(consumer, ...)`
         if reply is not None:
             send(reply)
 """
@@ -45,6 +40,28 @@ class Call:
     handler: Handler
     mode: HandlerMode
     request: dict[str, Any]
+
+    def run(self, consumer: Any, handler: Handler | None = None) -> str | None:
+        """Call the handler and return the frame to answer with (``None``: no answer).
+
+        Args:
+            consumer: Passed to the handler.
+            handler: The handler adapted to the caller (for example wrapped in
+                ``async_to_sync``); the registered handler when ``None``.
+        """
+        try:
+            result = (handler or self.handler)(consumer=consumer, request=self.request)
+        except Exception as exc:
+            return self.reply_for_error(exc)
+        return self.reply_for(result)
+
+    async def arun(self, consumer: Any, handler: Handler | None = None) -> str | None:
+        """Async twin of :meth:`run`: awaits the (possibly adapted) handler."""
+        try:
+            result = await (handler or self.handler)(consumer=consumer, request=self.request)
+        except Exception as exc:
+            return self.reply_for_error(exc)
+        return self.reply_for(result)
 
     def reply_for(self, result: Any) -> str | None:
         """Return the reply frame for a handler's return value (``None``: no reply)."""

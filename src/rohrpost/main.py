@@ -54,14 +54,6 @@ def run_call(consumer: Any, call: Call) -> None:
 
     Async handlers are run to completion with ``async_to_sync``.
     """
-    try:
-        if call.mode == "async":
-            result = async_to_sync(call.handler)(consumer=consumer, request=call.request)
-        else:
-            result = call.handler(consumer=consumer, request=call.request)
-    except Exception as exc:
-        reply: str | None = call.reply_for_error(exc)
-    else:
-        reply = call.reply_for(result)
+    reply = call.run(consumer, async_to_sync(call.handler) if call.mode == "async" else None)
     if reply is not None:
         deliver(consumer, reply)

@@ -306,8 +306,7 @@ async def _member_of(group: str) -> str:
 
 
 async def _receive(channel: str) -> dict[str, Any]:
-    async with asyncio.timeout(1):
-        return await get_channel_layer().receive(channel)  # type: ignore[no-any-return]
+    return await asyncio.wait_for(get_channel_layer().receive(channel), timeout=1)  # type: ignore[no-any-return]
 
 
 def test_send_to_group_from_plain_sync_code_without_a_loop() -> None:
@@ -365,8 +364,10 @@ async def test_send_to_group_uses_the_named_layer(settings: Any) -> None:
     await other.group_add("g", channel)
     await asend_to_group("g", {"id": 1, "type": "x"}, layer="other")
     await sync_to_async(send_to_group)("g", {"id": 2, "type": "x"}, layer="other")
-    async with asyncio.timeout(1):
-        received = [await other.receive(channel), await other.receive(channel)]
+    received = [
+        await asyncio.wait_for(other.receive(channel), timeout=1),
+        await asyncio.wait_for(other.receive(channel), timeout=1),
+    ]
     assert [event["message"] for event in received] == [
         '{"id":1,"type":"x"}',
         '{"id":2,"type":"x"}',

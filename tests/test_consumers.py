@@ -661,6 +661,29 @@ async def test_malformed_group_message_event_does_not_end_the_connection(
         await assert_answers_ping(communicator)
 
 
+async def test_batched_group_message_event_delivers_every_frame_in_order(
+    consumer_class: ConsumerClass, group_tools: HandlerRegistry
+) -> None:
+    layer = get_channel_layer()
+    async with connect(consumer_class) as communicator:
+        channel = await channel_name_of(communicator)
+        frames = ['{"id":1,"type":"a"}', '{"id":2,"type":"b"}', '{"id":3,"type":"c"}']
+        await layer.send(channel, {"type": GROUP_EVENT_TYPE, "messages": frames})
+        assert [await communicator.receive_from(timeout=1) for _ in frames] == frames
+        assert await communicator.receive_nothing(timeout=0.1)
+
+
+async def test_batched_event_with_a_non_text_frame_is_dropped_whole(
+    consumer_class: ConsumerClass, group_tools: HandlerRegistry
+) -> None:
+    layer = get_channel_layer()
+    async with connect(consumer_class) as communicator:
+        channel = await channel_name_of(communicator)
+        await layer.send(channel, {"type": GROUP_EVENT_TYPE, "messages": ['{"id":1}', 2]})
+        assert await communicator.receive_nothing(timeout=0.2)
+        await assert_answers_ping(communicator)
+
+
 async def test_unencodable_group_message_event_is_logged_and_dropped(
     consumer_class: ConsumerClass, group_tools: HandlerRegistry, caplog: pytest.LogCaptureFixture
 ) -> None:

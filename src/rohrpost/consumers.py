@@ -125,23 +125,28 @@ class RohrpostConsumerMixin:
         await super().dispatch(message)  # type: ignore[misc]
 
 
-def group_message_text(event: dict[str, Any]) -> str | None:
-    """Return the frame a ``rohrpost.message`` event carries (text is forwarded as is).
+def group_message_frames(event: dict[str, Any]) -> list[str]:
+    """Return the frames a ``rohrpost.message`` event carries, in order.
 
-    An event without a ``message``, or with one JSON cannot encode, is logged
-    and yields ``None``: a malformed event must not end the connection.
+    The event holds one ``message`` (text is forwarded as is, anything else is
+    encoded) or, from the change feed's batches, a list of texts in
+    ``messages``. A malformed event is logged and yields no frame: it must not
+    end the connection.
     """
+    messages = event.get("messages")
+    if isinstance(messages, list) and all(isinstance(text, str) for text in messages):
+        return messages
     message = event.get("message")
     if isinstance(message, str):
-        return message
+        return [message]
     if message is None:
         logger.warning("Ignoring a rohrpost.message event without a message: %r", event)
-        return None
+        return []
     try:
-        return encoding.dumps(message)
+        return [encoding.dumps(message)]
     except (TypeError, ValueError):
         logger.warning("Ignoring a rohrpost.message event JSON cannot encode", exc_info=True)
-        return None
+        return []
 
 
 class SyncRohrpostConsumer(RohrpostConsumerMixin, WebsocketConsumer):
@@ -177,8 +182,7 @@ class SyncRohrpostConsumer(RohrpostConsumerMixin, WebsocketConsumer):
         if event_type == "websocket.receive" and self._rohrpost_loop_receive:
             await self._rohrpost_areceive(message)
         elif event_type == GROUP_EVENT_TYPE and self._rohrpost_loop_forward:
-            text = group_message_text(message)
-            if text is not None:
+            for text in group_message_frames(message):
                 await self._rohrpost_asgi_send({"type": "websocket.send", "text": text})
         else:
             await super().dispatch(message)
@@ -208,8 +212,7 @@ class SyncRohrpostConsumer(RohrpostConsumerMixin, WebsocketConsumer):
 
     def rohrpost_message(self, event: dict[str, Any]) -> None:
         """Forward a group message to the client."""
-        text = group_message_text(event)
-        if text is not None:
+        for text in group_message_frames(event):
             self.send(text_data=text)
 
     def websocket_disconnect(self, message: dict[str, Any]) -> None:
@@ -275,8 +278,7 @@ class AsyncRohrpostConsumer(RohrpostConsumerMixin, AsyncWebsocketConsumer):
 
     async def rohrpost_message(self, event: dict[str, Any]) -> None:
         """Forward a group message to the client."""
-        text = group_message_text(event)
-        if text is not None:
+        for text in group_message_frames(event):
             await self.send(text_data=text)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:

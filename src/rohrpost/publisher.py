@@ -1,0 +1,238 @@
+"""Deliver group messages from any thread without blocking it, in order, in batches.
+
+The change feed publishes from wherever a model is saved: a view, a
+management command, a Celery task, a handler in a worker thread, an async
+view. Waiting there for the channel layer (and, from plain sync code, starting
+a new event loop and a new Redis connection for every save, which is what
+``async_to_sync`` does) would make every save pay for the broadcast.
+
+Instead, :func:`submit` hands the frames to an event loop and returns:
+
+- the loop of the current thread, when one runs here;
+- the loop a ``sync_to_async`` worker thread belongs to (a sync handler,
+  ``asave`` in an async view), so the in-memory channel layer keeps working;
+- else one background loop in a daemon thread, started on first use and
+  kept for the life of the process, with its channel-layer connections.
+
+Each loop drains its queue with one task at a time, so frames reach each
+group in the order they were submitted, and everything queued while a send
+was in flight goes out together: one ``group_send`` per group, carrying every
+frame for that group (``{"type": "rohrpost.message", "messages": [...]}``;
+a single frame travels as ``"message"``, as in 4.x). Both rohrpost consumers
+understand both forms; a 4.x-style custom consumer whose ``rohrpost_message``
+reads only ``event["message"]`` needs ``ROHRPOST = {"BATCH_GROUP_MESSAGES":
+False}``, which sends one event per frame. Pending frames are flushed when
+the process exits (see :func:`flush`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import threading
+from collections.abc import Iterable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeoutError
+from typing import Any
+
+from asgiref.sync import SyncToAsync
+from channels.layers import get_channel_layer
+
+from rohrpost.message import DEFAULT_CHANNEL_LAYER, GROUP_EVENT_TYPE
+
+__all__ = ["MAX_FRAMES_PER_EVENT", "aflush", "flush", "submit", "submit_many"]
+
+logger = logging.getLogger("rohrpost")
+
+#: Most frames one channel-layer event carries; more are split over several events.
+MAX_FRAMES_PER_EVENT = 500
+
+# (layer alias, group name, frame text)
+Item = tuple[str, str, str]
+
+
+class _LoopQueue:
+    """Frames waiting to be sent on one event loop, drained by one task at a time."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.lock = threading.Lock()
+        self.pending: list[Item] = []
+        self.draining = False
+        self.idle: asyncio.Event | None = None
+
+    def put(self, items: list[Item]) -> None:
+        with self.lock:
+            self.pending.extend(items)
+            if self.draining:
+                return
+            self.draining = True
+        if _running_loop() is self.loop:
+            self._start()
+        else:
+            self.loop.call_soon_threadsafe(self._start)
+
+    def _start(self) -> None:
+        if self.idle is None:
+            self.idle = asyncio.Event()
+        self.idle.clear()
+        task = self.loop.create_task(self._drain())
+        _tasks.add(task)
+        task.add_done_callback(_tasks.discard)
+
+    async def _drain(self) -> None:
+        while True:
+            with self.lock:
+                batch, self.pending = self.pending, []
+                if not batch:
+                    self.draining = False
+                    assert self.idle is not None
+                    self.idle.set()
+                    return
+            await _send_batch(batch)
+
+    async def wait_idle(self) -> None:
+        while self.draining:
+            if self.idle is not None and not self.idle.is_set():
+                await self.idle.wait()
+            else:
+                await asyncio.sleep(0)  # the drain task is scheduled but not started yet
+
+
+def _frames_per_event() -> int:
+    from django.conf import settings
+
+    options = getattr(settings, "ROHRPOST", None) or {}
+    return MAX_FRAMES_PER_EVENT if options.get("BATCH_GROUP_MESSAGES", True) else 1
+
+
+async def _send_batch(batch: list[Item]) -> None:
+    by_group: dict[tuple[str, str], list[str]] = {}
+    for layer_alias, group, text in batch:
+        by_group.setdefault((layer_alias, group), []).append(text)
+    per_event = _frames_per_event()
+    for (layer_alias, group), texts in by_group.items():
+        layer = get_channel_layer(layer_alias)
+        if layer is None:
+            logger.error(
+                "No channel layer %r: %d frames to %r dropped", layer_alias, len(texts), group
+            )
+            continue
+        for start in range(0, len(texts), per_event):
+            chunk = texts[start : start + per_event]
+            event: dict[str, Any] = (
+                {"type": GROUP_EVENT_TYPE, "message": chunk[0]}
+                if len(chunk) == 1
+                else {"type": GROUP_EVENT_TYPE, "messages": chunk}
+            )
+            try:
+                await layer.group_send(group, event)
+            except Exception:
+                logger.exception("Publishing %d frames to group %r failed", len(chunk), group)
+
+
+_tasks: set[asyncio.Task[None]] = set()
+_queues: dict[asyncio.AbstractEventLoop, _LoopQueue] = {}
+_queues_lock = threading.Lock()
+_background: tuple[int, asyncio.AbstractEventLoop] | None = None
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _queue_for(loop: asyncio.AbstractEventLoop) -> _LoopQueue:
+    queue = _queues.get(loop)
+    if queue is None:
+        with _queues_lock:
+            queue = _queues.get(loop)
+            if queue is None:
+                for stale in [known for known in _queues if known.is_closed()]:
+                    del _queues[stale]
+                queue = _queues[loop] = _LoopQueue(loop)
+    return queue
+
+
+def _target_loop() -> asyncio.AbstractEventLoop:
+    loop = _running_loop()
+    if loop is not None:
+        return loop
+    # A sync_to_async worker thread knows its event loop (asgiref records it).
+    threadlocal = SyncToAsync.threadlocal
+    if getattr(threadlocal, "main_event_loop_pid", None) == os.getpid():
+        main_loop: asyncio.AbstractEventLoop | None = getattr(threadlocal, "main_event_loop", None)
+        if main_loop is not None and main_loop.is_running():
+            return main_loop
+    return _background_loop()
+
+
+def _background_loop() -> asyncio.AbstractEventLoop:
+    global _background
+    with _queues_lock:
+        # After a fork the thread is gone: the child starts its own.
+        if _background is None or _background[0] != os.getpid():
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(
+                target=loop.run_forever, name="rohrpost-publisher", daemon=True
+            )
+            thread.start()
+            _background = (os.getpid(), loop)
+        return _background[1]
+
+
+def submit(group: str, texts: Iterable[str], *, layer: str = DEFAULT_CHANNEL_LAYER) -> None:
+    """Queue encoded frames for every connection in ``group``; returns at once.
+
+    Safe from any thread and from async code. Frames submitted from one
+    thread reach each group in order.
+    """
+    items = [(layer, group, text) for text in texts]
+    if items:
+        _queue_for(_target_loop()).put(items)
+
+
+def submit_many(items: list[Item]) -> None:
+    """Queue ``(layer alias, group, frame)`` items together (see :func:`submit`)."""
+    if items:
+        _queue_for(_target_loop()).put(items)
+
+
+async def aflush() -> None:
+    """Wait until every frame queued on the running loop has been handed to the layer."""
+    loop = asyncio.get_running_loop()
+    queue = _queues.get(loop)
+    if queue is not None:
+        await queue.wait_idle()
+
+
+def flush(timeout: float = 5.0) -> bool:
+    """Wait until the background loop has sent every frame queued on it.
+
+    For plain sync code (management commands, scripts, tasks) that wants its
+    pushes out before it goes on; also run at interpreter exit.
+
+    Returns:
+        ``True`` when everything was sent within ``timeout`` seconds.
+    """
+    background = _background
+    if background is None or background[0] != os.getpid() or background[1].is_closed():
+        return True
+    loop = background[1]
+    queue = _queues.get(loop)
+    if queue is None:
+        return True
+    done: Future[None] = asyncio.run_coroutine_threadsafe(queue.wait_idle(), loop)
+    try:
+        done.result(timeout)
+    except FutureTimeoutError:
+        logger.warning("rohrpost: pushes still pending after %.1f s", timeout)
+        return False
+    return True
+
+
+atexit.register(flush)

@@ -26,7 +26,7 @@ def services_required() -> bool:
     return os.environ.get("ROHRPOST_REQUIRE_SERVICES", "") not in ("", "0")
 
 
-def _answers(host: str, port: int) -> bool:
+def service_answers(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1.0):
             return True
@@ -36,7 +36,7 @@ def _answers(host: str, port: int) -> bool:
 
 def require_service(name: str, host: str, port: int) -> None:
     """Skip (or, when services are required, fail) unless ``host:port`` answers."""
-    if _answers(host, port):
+    if service_answers(host, port):
         return
     reason = f"{name} is not reachable at {host}:{port}"
     if services_required():

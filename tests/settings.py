@@ -18,3 +18,10 @@ DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memor
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGGING_CONFIG = None
+
+# The change-feed tests run on PostgreSQL too, when it answers (see tests/services.py:
+# the tests that need it skip, or fail under ROHRPOST_REQUIRE_SERVICES=1, when it is absent).
+from tests.services import POSTGRES, service_answers  # noqa: E402
+
+if service_answers(POSTGRES["HOST"], POSTGRES["PORT"]):
+    DATABASES["postgres"] = {"ENGINE": "django.db.backends.postgresql", **POSTGRES}

@@ -295,8 +295,5 @@ _aclose_old_connections = sync_to_async(close_old_connections)
 
 
 def _on_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
+    # The non-raising form: worker threads ask this for every frame they send.
+    return asyncio._get_running_loop() is not None

@@ -140,10 +140,8 @@ _background: tuple[int, asyncio.AbstractEventLoop] | None = None
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
+    # The non-raising form: called for every save that publishes.
+    return asyncio._get_running_loop()
 
 
 def _queue_for(loop: asyncio.AbstractEventLoop) -> _LoopQueue:

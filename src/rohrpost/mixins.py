@@ -218,12 +218,24 @@ def _notifying_queryset(queryset_class: type[Any]) -> type[Any]:
     return _queryset_classes[queryset_class]
 
 
+class NotifyManagerMixin:
+    """Hands out querysets whose bulk writes publish, however the manager builds them."""
+
+    def get_queryset(self) -> Any:
+        queryset = super().get_queryset()  # type: ignore[misc]
+        if not isinstance(queryset, NotifyQuerySetMixin):
+            # A manager may build its queryset class itself (Django's documented
+            # pattern), not through _queryset_class: make that one notify too.
+            queryset.__class__ = _notifying_queryset(type(queryset))
+        return queryset
+
+
 def _notifying_manager(manager_class: type[Any]) -> type[Any]:
     if manager_class not in _manager_classes:
         # Same name and module: migrations deconstruct it as the original class.
         _manager_classes[manager_class] = type(
             manager_class.__name__,
-            (manager_class,),
+            (NotifyManagerMixin, manager_class),
             {
                 "_queryset_class": _notifying_queryset(manager_class._queryset_class),
                 "__module__": manager_class.__module__,
@@ -231,6 +243,11 @@ def _notifying_manager(manager_class: type[Any]) -> type[Any]:
             },
         )
     return _manager_classes[manager_class]
+
+
+def _make_notifying(manager: Any) -> None:
+    if not isinstance(manager, NotifyManagerMixin):
+        manager.__class__ = _notifying_manager(type(manager))
 
 
 def _connect(sender: Any, **kwargs: Any) -> None:
@@ -243,9 +260,17 @@ def _connect(sender: Any, **kwargs: Any) -> None:
         post_save.connect(_saved, sender=model, weak=False, dispatch_uid=uid)
     if issubclass(model, NotifyOnDelete):
         pre_delete.connect(_deleting, sender=model, weak=False, dispatch_uid=uid)
+    # `_meta.managers` is a cache of copies that Django rebuilds from each class's
+    # `local_managers` (on apps.clear_cache()): change the originals as well. An
+    # original shared with other models (an abstract base's) publishes for
+    # notifying models only.
+    for klass in model.__mro__:
+        options = klass.__dict__.get("_meta")
+        if options is not None:
+            for manager in options.local_managers:
+                _make_notifying(manager)
     for manager in model._meta.managers:
-        if not issubclass(manager._queryset_class, NotifyQuerySetMixin):
-            manager.__class__ = _notifying_manager(type(manager))
+        _make_notifying(manager)
 
 
 class_prepared.connect(_connect, dispatch_uid="rohrpost.mixins")

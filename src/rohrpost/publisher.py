@@ -42,12 +42,24 @@ from channels.layers import get_channel_layer
 
 from rohrpost.message import DEFAULT_CHANNEL_LAYER, GROUP_EVENT_TYPE
 
-__all__ = ["MAX_FRAMES_PER_EVENT", "aflush", "flush", "submit", "submit_many"]
+__all__ = [
+    "DEFAULT_PUBLISH_WINDOW",
+    "MAX_FRAMES_PER_EVENT",
+    "aflush",
+    "flush",
+    "submit",
+    "submit_many",
+]
 
 logger = logging.getLogger("rohrpost")
 
 #: Most frames one channel-layer event carries; more are split over several events.
 MAX_FRAMES_PER_EVENT = 500
+
+#: Under a stream of frames, the least time in seconds between two sends of one loop;
+#: what arrives meanwhile is sent together (``ROHRPOST = {"PUBLISH_WINDOW": ...}``;
+#: 0 sends every batch at once). A frame after a quiet spell is sent at once.
+DEFAULT_PUBLISH_WINDOW = 0.01
 
 # (layer alias, group name, frame text)
 Item = tuple[str, str, str]
@@ -62,6 +74,7 @@ class _LoopQueue:
         self.pending: list[Item] = []
         self.draining = False
         self.idle: asyncio.Event | None = None
+        self.last_send = float("-inf")
 
     def put(self, items: list[Item]) -> None:
         with self.lock:
@@ -78,12 +91,24 @@ class _LoopQueue:
         if self.idle is None:
             self.idle = asyncio.Event()
         self.idle.clear()
+        # A frame after a quiet spell goes out at once. Under a stream of saves the
+        # next batch waits until a window has passed since the last send began:
+        # everything submitted meanwhile goes out together, one wake-up and one
+        # group_send per group for many saves.
+        delay = self.last_send + _batch_window() - self.loop.time()
+        if delay > 0:
+            self.loop.call_later(delay, self._spawn_drain)
+        else:
+            self._spawn_drain()
+
+    def _spawn_drain(self) -> None:
         task = self.loop.create_task(self._drain())
         _tasks.add(task)
         task.add_done_callback(_tasks.discard)
 
     async def _drain(self) -> None:
         while True:
+            self.last_send = self.loop.time()
             with self.lock:
                 batch, self.pending = self.pending, []
                 if not batch:
@@ -91,7 +116,10 @@ class _LoopQueue:
                     assert self.idle is not None
                     self.idle.set()
                     return
-            await _send_batch(batch)
+            try:
+                await _send_batch(batch)
+            except Exception:  # the drain must go on, or this loop never sends again
+                logger.exception("Publishing %d frames failed", len(batch))
 
     async def wait_idle(self) -> None:
         while self.draining:
@@ -101,11 +129,20 @@ class _LoopQueue:
                 await asyncio.sleep(0)  # the drain task is scheduled but not started yet
 
 
-def _frames_per_event() -> int:
+def _options() -> dict[str, Any]:
     from django.conf import settings
 
-    options = getattr(settings, "ROHRPOST", None) or {}
-    return MAX_FRAMES_PER_EVENT if options.get("BATCH_GROUP_MESSAGES", True) else 1
+    options = getattr(settings, "ROHRPOST", None)
+    return options if isinstance(options, dict) else {}
+
+
+def _frames_per_event() -> int:
+    return MAX_FRAMES_PER_EVENT if _options().get("BATCH_GROUP_MESSAGES", True) else 1
+
+
+def _batch_window() -> float:
+    window = _options().get("PUBLISH_WINDOW", DEFAULT_PUBLISH_WINDOW)
+    return float(window) if isinstance(window, int | float) else DEFAULT_PUBLISH_WINDOW
 
 
 async def _send_batch(batch: list[Item]) -> None:
@@ -113,8 +150,15 @@ async def _send_batch(batch: list[Item]) -> None:
     for layer_alias, group, text in batch:
         by_group.setdefault((layer_alias, group), []).append(text)
     per_event = _frames_per_event()
+    layers: dict[str, Any] = {}
     for (layer_alias, group), texts in by_group.items():
-        layer = get_channel_layer(layer_alias)
+        if layer_alias not in layers:
+            try:
+                layers[layer_alias] = get_channel_layer(layer_alias)
+            except Exception:
+                logger.exception("The channel layer %r cannot be built", layer_alias)
+                layers[layer_alias] = None
+        layer = layers[layer_alias]
         if layer is None:
             logger.error(
                 "No channel layer %r: %d frames to %r dropped", layer_alias, len(texts), group

@@ -27,7 +27,8 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # Branch coverage of the core modules must stay at 100%.
-CORE := protocol encoding registry dispatch consumers main message handlers
+CORE := protocol encoding registry dispatch consumers main message handlers \
+	changefeed mixins publisher
 comma := ,
 CORE_FILES := $(subst $() ,$(comma),$(foreach m,$(CORE),*/rohrpost/$(m).py))
 

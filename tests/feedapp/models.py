@@ -71,3 +71,127 @@ class Plain(models.Model):
     """No mixin: the benchmark's and the tests' baseline."""
 
     value = models.IntegerField(default=0)
+
+
+# Models added for tests/test_mixins.py, tests/test_changefeed.py and tests/test_publisher.py.
+
+
+class Article(NotifyOnChange, models.Model):
+    """The payload is ``serializer_class(obj).data`` (a REST framework serializer, set below)."""
+
+    title = models.CharField(max_length=200, default="")
+    published = models.DateTimeField(null=True)
+
+
+class Multi(NotifyOnChange, models.Model):
+    """``get_group_name`` returns a list: one push per group."""
+
+    value = models.IntegerField(default=0)
+
+    def get_group_name(self, message_type: str) -> list[str]:
+        return ["multi-all", f"multi-{self.pk}"]
+
+
+class Ledger(NotifyOnChange, models.Model):
+    """The payload reads the stored row, so a delete's payload needs the row still there."""
+
+    amount = models.IntegerField(default=0)
+
+    def get_push_notification_data(self, updated_fields: Any, message_type: str) -> dict[str, Any]:
+        stored_rows = Ledger.objects.using(self._state.db).filter(pk=self.pk)
+        stored = stored_rows.values_list("amount", flat=True).first()
+        return {"id": self.pk, "stored_amount": stored}
+
+
+class Own(NotifyOnChange, models.Model):
+    """The payload sets ``updated_fields`` itself: rohrpost must not overwrite it."""
+
+    value = models.IntegerField(default=0)
+
+    def get_push_notification_data(self, updated_fields: Any, message_type: str) -> dict[str, Any]:
+        return {"id": self.pk, "updated_fields": "mine"}
+
+
+class Echo(NotifyOnChange, models.Model):
+    """The payload shows the arguments ``get_push_notification_data`` was called with."""
+
+    a = models.IntegerField(default=0)
+    b = models.IntegerField(default=0)
+
+    def get_push_notification_data(self, updated_fields: Any, message_type: str) -> dict[str, Any]:
+        return {"id": self.pk, "got": [updated_fields, message_type]}
+
+
+class Checklist(models.Model):
+    """A plain parent: deleting it cascades to its notifying items."""
+
+    name = models.CharField(max_length=100, default="")
+
+
+class Item(NotifyOnChange, models.Model):
+    """A child row, deleted by cascade and updated through ``checklist.items``."""
+
+    checklist = models.ForeignKey(Checklist, on_delete=models.CASCADE, related_name="items")
+    label = models.CharField(max_length=100, default="")
+    checked = models.BooleanField(default=False)
+
+
+class Attachment(NotifyOnDelete, models.Model):
+    """Publishes only deletes, reached by cascade from a ``Checklist``."""
+
+    checklist = models.ForeignKey(Checklist, on_delete=models.CASCADE, related_name="attachments")
+
+
+class TicketQuerySet(models.QuerySet["Ticket"]):
+    def open(self) -> TicketQuerySet:
+        return self.filter(closed=False)
+
+
+class Ticket(NotifyOnChange, models.Model):
+    """A custom queryset turned into the manager (``QuerySet.as_manager()``)."""
+
+    closed = models.BooleanField(default=False)
+    objects = TicketQuerySet.as_manager()
+
+
+class LabelQuerySet(models.QuerySet["Label"]):
+    def red(self) -> LabelQuerySet:
+        return self.filter(color="red")
+
+
+class LabelManager(models.Manager.from_queryset(LabelQuerySet)):  # type: ignore[misc]
+    """A manager subclass built with ``Manager.from_queryset``."""
+
+
+class Label(NotifyOnChange, models.Model):
+    color = models.CharField(max_length=20, default="")
+    objects = LabelManager()
+
+
+class MemoQuerySet(models.QuerySet["Memo"]):
+    def pinned(self) -> MemoQuerySet:
+        return self.filter(pinned=True)
+
+
+class MemoManager(models.Manager["Memo"]):
+    """The Django documentation's pattern: ``get_queryset`` builds the custom queryset."""
+
+    def get_queryset(self) -> MemoQuerySet:
+        return MemoQuerySet(self.model, using=self._db)
+
+
+class Memo(NotifyOnChange, models.Model):
+    pinned = models.BooleanField(default=False)
+    objects = MemoManager()
+
+
+from rest_framework import serializers  # noqa: E402 - the serializer needs the model above
+
+
+class ArticleSerializer(serializers.ModelSerializer[Article]):
+    class Meta:
+        model = Article
+        fields = ("id", "title", "published")
+
+
+Article.serializer_class = ArticleSerializer  # type: ignore[attr-defined]

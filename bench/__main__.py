@@ -119,6 +119,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="measure only this contender (repeatable; handy under a profiler)",
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON")
+    parser.add_argument(
+        "--skip-changefeed",
+        action="store_true",
+        help="do not run the change-feed benchmark (python -m bench.changefeed) afterwards",
+    )
     args = parser.parse_args(argv)
     if args.rounds is None:
         args.rounds = 10 if args.quick else 120
@@ -472,7 +477,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json is not None:
         args.json.write_text(json.dumps(data, indent=2) + "\n")
     failed = [name for name, result in data["contenders"].items() if result["failure"]]
-    return 1 if failed else 0
+    code = 1 if failed else 0
+    if not args.skip_changefeed:
+        from bench import changefeed
+
+        print()
+        code = changefeed.main(["--quick"] if args.quick else []) or code
+    return code
 
 
 if __name__ == "__main__":

@@ -100,16 +100,9 @@ class NotifyBase:
         ):
             return []
         key = (self._meta.label_lower, self.pk) if self.rohrpost_coalesce else None
+        layer = self.rohrpost_channel_layer
         return [
-            Change(
-                message_type,
-                group,
-                payload,
-                key,
-                fields,
-                self.rohrpost_channel_layer,
-                add_updated_fields=True,
-            )
+            Change(message_type, group, payload, key, fields, layer, True)
             for group in self.rohrpost_group_names(message_type)
         ]
 

@@ -59,7 +59,7 @@ MAX_FRAMES_PER_EVENT = 500
 #: Under a stream of frames, the least time in seconds between two sends of one loop;
 #: what arrives meanwhile is sent together (``ROHRPOST = {"PUBLISH_WINDOW": ...}``;
 #: 0 sends every batch at once). A frame after a quiet spell is sent at once.
-DEFAULT_PUBLISH_WINDOW = 0.01
+DEFAULT_PUBLISH_WINDOW = 0.02
 
 # (layer alias, group name, frame text)
 Item = tuple[str, str, str]
@@ -120,6 +120,10 @@ class _LoopQueue:
                 await _send_batch(batch)
             except Exception:  # the drain must go on, or this loop never sends again
                 logger.exception("Publishing %d frames failed", len(batch))
+            # Let the next batch gather for the rest of the window.
+            delay = self.last_send + _batch_window() - self.loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
 
     async def wait_idle(self) -> None:
         while self.draining:

@@ -1,0 +1,1 @@
+"""The two models the change-feed benchmark saves: one with the change feed, one without."""

@@ -39,6 +39,8 @@ settings.configure(
     INSTALLED_APPS=["channels", "rohrpost"],
     DATABASES={},
     CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}},
+    # The clients send as fast as the server answers: the rate limit would refuse them.
+    ROHRPOST={"RATE_LIMIT": None},
     USE_TZ=True,
     LOGGING_CONFIG=None,
 )

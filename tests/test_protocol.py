@@ -66,10 +66,11 @@ def test_every_error_code_constant_is_documented_in_error_codes() -> None:
         protocol.INVALID_TYPE,
         protocol.UNKNOWN_TYPE,
         protocol.HANDLER_ERROR,
+        protocol.RATE_LIMITED,
     }
 
     assert set(protocol.ERROR_CODES) == constants
-    assert len(constants) == 12
+    assert len(constants) == 13
     assert all(text.strip() for text in protocol.ERROR_CODES.values())
 
 
@@ -87,6 +88,7 @@ def test_error_codes_have_their_stable_wire_spelling() -> None:
         protocol.INVALID_TYPE,
         protocol.UNKNOWN_TYPE,
         protocol.HANDLER_ERROR,
+        protocol.RATE_LIMITED,
     ] == [
         "empty_frame",
         "binary_frame",
@@ -100,6 +102,7 @@ def test_error_codes_have_their_stable_wire_spelling() -> None:
         "invalid_type",
         "unknown_type",
         "handler_error",
+        "rate_limited",
     ]
 
 

@@ -8,10 +8,10 @@ __all__ = ["RohrpostConfig"]
 
 
 class RohrpostConfig(AppConfig):
-    """Registers the built-in handlers when Django starts."""
+    """Registers the built-in handlers and the settings checks when Django starts."""
 
     name = "rohrpost"
     verbose_name = "rohrpost"
 
     def ready(self) -> None:
-        from rohrpost import handlers  # noqa: F401 - importing registers "ping"
+        from rohrpost import checks, handlers  # noqa: F401 - importing registers "ping", checks

@@ -25,12 +25,13 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer, WebsocketConsumer
 from django.db import close_old_connections
 
-from rohrpost import encoding
+from rohrpost import conf, encoding
 from rohrpost import handlers as _builtin_handlers  # noqa: F401 - registers "ping"
 from rohrpost.dispatch import Call, prepare_call
+from rohrpost.limits import CLOSE_FLOODING, FrameGate
 from rohrpost.main import handle_rohrpost_message, run_call
 from rohrpost.message import GROUP_EVENT_TYPE
-from rohrpost.protocol import DEFAULT_LIMITS, Limits
+from rohrpost.protocol import Limits
 from rohrpost.registry import HANDLERS, HandlerRegistry
 
 __all__ = ["AsyncRohrpostConsumer", "RohrpostConsumerMixin", "SyncRohrpostConsumer"]
@@ -43,12 +44,13 @@ class RohrpostConsumerMixin:
 
     Attributes:
         rohrpost_registry: The handlers this endpoint serves (default: :data:`HANDLERS`).
-        rohrpost_limits: The frame size and depth bounds.
+        rohrpost_limits: The frame size and depth bounds; ``None`` (the default)
+            takes them from ``ROHRPOST["MAX_FRAME_BYTES"]`` and ``["MAX_DEPTH"]``.
         rohrpost_groups: The groups this connection joined through :meth:`aadd_to_group`.
     """
 
     rohrpost_registry: ClassVar[HandlerRegistry] = HANDLERS
-    rohrpost_limits: ClassVar[Limits] = DEFAULT_LIMITS
+    rohrpost_limits: ClassVar[Limits | None] = None
 
     channel_layer: Any
     channel_name: str
@@ -59,6 +61,10 @@ class RohrpostConsumerMixin:
         self.rohrpost_groups: set[str] = set()
         # Frames sent by an inline handler through the sync helpers; sent after it returns.
         self._rohrpost_outbox: list[str] | None = None
+        self._rohrpost_frame_limits = self.rohrpost_limits or Limits(
+            max_frame_bytes=conf.get("MAX_FRAME_BYTES"), max_depth=conf.get("MAX_DEPTH")
+        )
+        self._rohrpost_gate = FrameGate.from_settings()
 
     def rohrpost_deliver(self, text: str) -> None:
         """Send a frame from sync code (what the sync send helpers call).
@@ -188,8 +194,19 @@ class SyncRohrpostConsumer(RohrpostConsumerMixin, WebsocketConsumer):
             await super().dispatch(message)
 
     async def _rohrpost_areceive(self, message: dict[str, Any]) -> None:
+        admission = self._rohrpost_gate.admit()
+        if admission != "admit":
+            if admission == "drop":
+                return
+            await self._rohrpost_asgi_send({"type": "websocket.send", "text": FrameGate.refusal})
+            if admission == "close":
+                await self._rohrpost_asgi_send({"type": "websocket.close", "code": CLOSE_FLOODING})
+            return
         call = prepare_call(
-            self.rohrpost_registry, message.get("text"), message.get("bytes"), self.rohrpost_limits
+            self.rohrpost_registry,
+            message.get("text"),
+            message.get("bytes"),
+            self._rohrpost_frame_limits,
         )
         if isinstance(call, str):
             frames = [call]
@@ -202,12 +219,20 @@ class SyncRohrpostConsumer(RohrpostConsumerMixin, WebsocketConsumer):
             await self._rohrpost_asgi_send({"type": "websocket.send", "text": text})
 
     def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        admission = self._rohrpost_gate.admit()
+        if admission != "admit":
+            if admission == "drop":
+                return
+            self.send(text_data=FrameGate.refusal)
+            if admission == "close":
+                self.close(code=CLOSE_FLOODING)
+            return
         handle_rohrpost_message(
             self,
             text_data,
             bytes_data,
             registry=self.rohrpost_registry,
-            limits=self.rohrpost_limits,
+            limits=self._rohrpost_frame_limits,
         )
 
     def rohrpost_message(self, event: dict[str, Any]) -> None:
@@ -241,7 +266,17 @@ class AsyncRohrpostConsumer(RohrpostConsumerMixin, AsyncWebsocketConsumer):
             await super().dispatch(message)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        call = prepare_call(self.rohrpost_registry, text_data, bytes_data, self.rohrpost_limits)
+        admission = self._rohrpost_gate.admit()
+        if admission != "admit":
+            if admission == "drop":
+                return
+            await self.send(text_data=FrameGate.refusal)
+            if admission == "close":
+                await self.close(code=CLOSE_FLOODING)
+            return
+        call = prepare_call(
+            self.rohrpost_registry, text_data, bytes_data, self._rohrpost_frame_limits
+        )
         if isinstance(call, str):
             frames = [call]
         elif call.mode == "inline":

@@ -35,6 +35,7 @@ __all__ = [
     "MISSING_ID",
     "MISSING_TYPE",
     "NOT_AN_OBJECT",
+    "RATE_LIMITED",
     "TOO_DEEP",
     "TOO_LARGE",
     "UNKNOWN_TYPE",
@@ -61,6 +62,7 @@ MISSING_TYPE: Final = "missing_type"
 INVALID_TYPE: Final = "invalid_type"
 UNKNOWN_TYPE: Final = "unknown_type"
 HANDLER_ERROR: Final = "handler_error"
+RATE_LIMITED: Final = "rate_limited"
 
 #: Longest ``type`` string accepted (it is echoed in replies).
 MAX_TYPE_LENGTH: Final = 100
@@ -85,6 +87,8 @@ ERROR_CODES: Final[dict[str, str]] = {
     "characters.",
     UNKNOWN_TYPE: "No handler is registered for the `type`.",
     HANDLER_ERROR: "The handler failed; the server logged the details.",
+    RATE_LIMITED: "The connection sent frames faster than its rate limit allows; the frame "
+    "was not decoded.",
 }
 
 

@@ -40,6 +40,7 @@ from typing import Any
 from asgiref.sync import SyncToAsync
 from channels.layers import get_channel_layer
 
+from rohrpost import conf
 from rohrpost.message import DEFAULT_CHANNEL_LAYER, GROUP_EVENT_TYPE
 
 __all__ = [
@@ -59,7 +60,7 @@ MAX_FRAMES_PER_EVENT = 500
 #: Under a stream of frames, the least time in seconds between two sends of one loop;
 #: what arrives meanwhile is sent together (``ROHRPOST = {"PUBLISH_WINDOW": ...}``;
 #: 0 sends every batch at once). A frame after a quiet spell is sent at once.
-DEFAULT_PUBLISH_WINDOW = 0.02
+DEFAULT_PUBLISH_WINDOW: float = conf.DEFAULTS["PUBLISH_WINDOW"]
 
 # (layer alias, group name, frame text)
 Item = tuple[str, str, str]
@@ -133,20 +134,12 @@ class _LoopQueue:
                 await asyncio.sleep(0)  # the drain task is scheduled but not started yet
 
 
-def _options() -> dict[str, Any]:
-    from django.conf import settings
-
-    options = getattr(settings, "ROHRPOST", None)
-    return options if isinstance(options, dict) else {}
-
-
 def _frames_per_event() -> int:
-    return MAX_FRAMES_PER_EVENT if _options().get("BATCH_GROUP_MESSAGES", True) else 1
+    return MAX_FRAMES_PER_EVENT if conf.get("BATCH_GROUP_MESSAGES") else 1
 
 
 def _batch_window() -> float:
-    window = _options().get("PUBLISH_WINDOW", DEFAULT_PUBLISH_WINDOW)
-    return float(window) if isinstance(window, int | float) else DEFAULT_PUBLISH_WINDOW
+    return float(conf.get("PUBLISH_WINDOW"))
 
 
 async def _send_batch(batch: list[Item]) -> None:

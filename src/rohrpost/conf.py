@@ -1,0 +1,112 @@
+"""rohrpost's settings: one ``ROHRPOST`` dict in the Django settings.
+
+Every key is optional::
+
+    ROHRPOST = {
+        "MAX_FRAME_BYTES": 262144,          # larger frames: error `too_large`
+        "MAX_DEPTH": 32,                    # deeper nesting: error `too_deep`
+        "RATE_LIMIT": {"RATE": 100, "BURST": 200},  # frames per second per connection
+        "FLOOD_CLOSE_AFTER": 100,           # refused frames in one second: close 4029
+        "BATCH_GROUP_MESSAGES": True,       # change-feed pushes share channel-layer events
+        "PUBLISH_WINDOW": 0.02,             # seconds between change-feed sends under load
+    }
+
+``"RATE_LIMIT": None`` turns rate limiting off. The values are checked at
+start-up by Django's system checks (``manage.py check``) when ``"rohrpost"``
+is in ``INSTALLED_APPS``; :func:`problems` lists what is wrong.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rohrpost.protocol import MAX_DEPTH_BOUND
+
+__all__ = ["DEFAULTS", "get", "options", "problems"]
+
+DEFAULTS: dict[str, Any] = {
+    "MAX_FRAME_BYTES": 256 * 1024,
+    "MAX_DEPTH": 32,
+    "RATE_LIMIT": {"RATE": 100.0, "BURST": 200},
+    "FLOOD_CLOSE_AFTER": 100,
+    "BATCH_GROUP_MESSAGES": True,
+    "PUBLISH_WINDOW": 0.02,
+}
+
+
+def options() -> dict[str, Any]:
+    """Return the ``ROHRPOST`` setting, or ``{}`` when it is missing or not a dict."""
+    from django.conf import settings
+
+    value = getattr(settings, "ROHRPOST", None)
+    return value if isinstance(value, dict) else {}
+
+
+def get(name: str) -> Any:
+    """Return the setting ``name``, its default when unset or invalid.
+
+    An invalid value is reported by the system checks; at run time the
+    default keeps the server safe instead of crashing it.
+    """
+    value = options().get(name, DEFAULTS[name])
+    if _problem(name, value) is not None:
+        return DEFAULTS[name]
+    return value
+
+
+def problems(value: Any) -> list[str]:
+    """Describe everything wrong with a ``ROHRPOST`` setting (empty when it is fine)."""
+    if not isinstance(value, dict):
+        return [f"ROHRPOST must be a dict, not {type(value).__name__}."]
+    found = []
+    for name in value:
+        if name not in DEFAULTS:
+            known = ", ".join(sorted(DEFAULTS))
+            found.append(f"ROHRPOST has an unknown key {name!r}; the keys are: {known}.")
+    for name in DEFAULTS:
+        if name in value:
+            problem = _problem(name, value[name])
+            if problem is not None:
+                found.append(f"ROHRPOST[{name!r}] {problem}")
+    return found
+
+
+def _is_number(value: Any) -> bool:
+    """A finite int or float (NaN compares false with everything: it slips past ranges)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _problem(name: str, value: Any) -> str | None:
+    if name == "MAX_FRAME_BYTES":
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return f"must be a positive integer (bytes), not {value!r}."
+    elif name == "MAX_DEPTH":
+        if not (isinstance(value, int) and not isinstance(value, bool)) or not (
+            1 <= value <= MAX_DEPTH_BOUND
+        ):
+            return f"must be an integer from 1 to {MAX_DEPTH_BOUND}, not {value!r}."
+    elif name == "RATE_LIMIT":
+        if value is None:
+            return None
+        if (
+            not isinstance(value, dict)
+            or set(value) != {"RATE", "BURST"}
+            or not _is_number(value["RATE"])
+            or not _is_number(value["BURST"])
+            or value["RATE"] <= 0
+            or value["BURST"] < 1
+        ):
+            return (
+                "must be None or {'RATE': <frames per second, > 0>, "
+                f"'BURST': <frames, >= 1>}}, not {value!r}."
+            )
+    elif name == "FLOOD_CLOSE_AFTER":
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return f"must be a positive integer (refused frames per second), not {value!r}."
+    elif name == "BATCH_GROUP_MESSAGES":
+        if not isinstance(value, bool):
+            return f"must be True or False, not {value!r}."
+    elif name == "PUBLISH_WINDOW" and not (_is_number(value) and 0 <= value <= 10):
+        return f"must be a number of seconds from 0 to 10, not {value!r}."
+    return None

@@ -1,0 +1,101 @@
+"""Per-connection admission of frames: a token-bucket rate limit and flood detection.
+
+Each connection may send ``RATE`` frames per second on average and ``BURST``
+frames at once (``ROHRPOST["RATE_LIMIT"]``). A frame over the limit is not
+decoded: it is answered with the error ``rate_limited``. A client that goes
+on flooding, more than ``ROHRPOST["FLOOD_CLOSE_AFTER"]`` refused frames within
+one second, is disconnected with close code :data:`CLOSE_FLOODING` (4029).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Final, Literal
+
+from rohrpost import conf, protocol
+
+__all__ = ["CLOSE_FLOODING", "FrameGate", "TokenBucket"]
+
+#: Close code for a connection that kept flooding past the rate limit.
+CLOSE_FLOODING: Final = 4029
+
+Admission = Literal["admit", "refuse", "close", "drop"]
+
+
+class TokenBucket:
+    """``rate`` tokens per second, at most ``burst`` saved up; a frame takes one."""
+
+    __slots__ = ("burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.stamp = now
+
+    def take(self, now: float) -> bool:
+        """Take a token if one is there."""
+        tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if tokens >= 1:
+            self.tokens = tokens - 1
+            return True
+        self.tokens = tokens
+        return False
+
+
+class FrameGate:
+    """Decides, frame by frame, whether a connection's frame is handled."""
+
+    __slots__ = ("bucket", "clock", "closed", "flood_close_after", "refused", "window_start")
+
+    #: The error reply to a refused frame (always the same text: built once).
+    refusal: Final = protocol.encode_error(
+        None, None, "Too many requests: slow down.", protocol.RATE_LIMITED
+    )
+
+    def __init__(
+        self,
+        rate_limit: dict[str, Any] | None,
+        flood_close_after: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.clock = clock
+        now = clock()
+        self.bucket = (
+            None
+            if rate_limit is None
+            else TokenBucket(float(rate_limit["RATE"]), float(rate_limit["BURST"]), now)
+        )
+        self.flood_close_after = flood_close_after
+        self.closed = False
+        self.refused = 0
+        self.window_start = now
+
+    @classmethod
+    def from_settings(cls) -> FrameGate:
+        """A gate configured by ``ROHRPOST["RATE_LIMIT"]`` and ``["FLOOD_CLOSE_AFTER"]``."""
+        return cls(conf.get("RATE_LIMIT"), conf.get("FLOOD_CLOSE_AFTER"))
+
+    def admit(self) -> Admission:
+        """Return ``"admit"``, ``"refuse"`` (answer ``rate_limited``), ``"close"``
+        (answer, then close 4029) or ``"drop"`` (closed already: no answer at all).
+        """
+        bucket = self.bucket
+        if bucket is None:
+            return "admit"
+        if self.closed:
+            # Frames that arrived before the close took effect get nothing.
+            return "drop"
+        now = self.clock()
+        if bucket.take(now):
+            return "admit"
+        if now - self.window_start >= 1.0:
+            self.window_start = now
+            self.refused = 0
+        self.refused += 1
+        if self.refused > self.flood_close_after:
+            self.closed = True
+            return "close"
+        return "refuse"

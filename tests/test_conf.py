@@ -1,0 +1,278 @@
+"""Tests for rohrpost.conf: the ``ROHRPOST`` settings dict, its defaults and its validation."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from rohrpost import conf
+from rohrpost.protocol import MAX_DEPTH_BOUND
+
+VALID_SETTING: dict[str, Any] = {
+    "MAX_FRAME_BYTES": 1024,
+    "MAX_DEPTH": 8,
+    "RATE_LIMIT": {"RATE": 5, "BURST": 10},
+    "FLOOD_CLOSE_AFTER": 3,
+    "BATCH_GROUP_MESSAGES": False,
+    "PUBLISH_WINDOW": 0.5,
+}
+
+
+def test_defaults_are_the_documented_values() -> None:
+    assert conf.DEFAULTS == {
+        "MAX_FRAME_BYTES": 262144,
+        "MAX_DEPTH": 32,
+        "RATE_LIMIT": {"RATE": 100.0, "BURST": 200},
+        "FLOOD_CLOSE_AFTER": 100,
+        "BATCH_GROUP_MESSAGES": True,
+        "PUBLISH_WINDOW": 0.02,
+    }
+
+
+def test_the_defaults_pass_their_own_validation() -> None:
+    assert conf.problems(conf.DEFAULTS) == []
+
+
+def test_a_fully_valid_setting_has_no_problems() -> None:
+    assert conf.problems(VALID_SETTING) == []
+
+
+def test_an_empty_setting_has_no_problems() -> None:
+    assert conf.problems({}) == []
+
+
+# --- options() and get() -----------------------------------------------------------------
+
+
+def test_options_is_empty_without_the_setting(settings: Any) -> None:
+    del settings.ROHRPOST
+    assert conf.options() == {}
+
+
+def test_options_is_empty_when_the_setting_is_not_a_dict(settings: Any) -> None:
+    settings.ROHRPOST = [("MAX_DEPTH", 4)]
+    assert conf.options() == {}
+
+
+def test_options_returns_the_setting(settings: Any) -> None:
+    settings.ROHRPOST = {"MAX_DEPTH": 4}
+    assert conf.options() == {"MAX_DEPTH": 4}
+
+
+@pytest.mark.parametrize("name", sorted(conf.DEFAULTS))
+def test_get_returns_the_default_without_the_setting(settings: Any, name: str) -> None:
+    del settings.ROHRPOST
+    assert conf.get(name) == conf.DEFAULTS[name]
+
+
+@pytest.mark.parametrize("name", sorted(conf.DEFAULTS))
+def test_get_returns_the_default_for_an_unset_key(settings: Any, name: str) -> None:
+    settings.ROHRPOST = {}
+    assert conf.get(name) == conf.DEFAULTS[name]
+
+
+@pytest.mark.parametrize("name", sorted(conf.DEFAULTS))
+def test_get_returns_a_set_value(settings: Any, name: str) -> None:
+    settings.ROHRPOST = VALID_SETTING
+    assert conf.get(name) == VALID_SETTING[name]
+
+
+def test_get_returns_none_for_a_rate_limit_turned_off(settings: Any) -> None:
+    settings.ROHRPOST = {"RATE_LIMIT": None}
+    assert conf.get("RATE_LIMIT") is None
+
+
+@pytest.mark.parametrize(
+    ("name", "invalid"),
+    [
+        ("MAX_FRAME_BYTES", 0),
+        ("MAX_DEPTH", MAX_DEPTH_BOUND + 1),
+        ("RATE_LIMIT", {"RATE": 0, "BURST": 10}),
+        ("FLOOD_CLOSE_AFTER", True),
+        ("BATCH_GROUP_MESSAGES", "yes"),
+        ("PUBLISH_WINDOW", -1),
+    ],
+)
+def test_get_returns_the_default_for_an_invalid_value(
+    settings: Any, name: str, invalid: Any
+) -> None:
+    settings.ROHRPOST = {name: invalid}
+    assert conf.get(name) == conf.DEFAULTS[name]
+
+
+def test_get_reads_the_setting_at_call_time(settings: Any) -> None:
+    settings.ROHRPOST = {"MAX_DEPTH": 4}
+    assert conf.get("MAX_DEPTH") == 4
+    settings.ROHRPOST = {"MAX_DEPTH": 5}
+    assert conf.get("MAX_DEPTH") == 5
+
+
+def test_get_of_an_unknown_name_raises_key_error() -> None:
+    with pytest.raises(KeyError):
+        conf.get("NO_SUCH_SETTING")
+
+
+# --- problems(): the shape of the setting ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "type_name"),
+    [(None, "NoneType"), ([], "list"), ("MAX_DEPTH=4", "str"), (42, "int")],
+)
+def test_a_setting_that_is_not_a_dict_is_one_problem(value: Any, type_name: str) -> None:
+    assert conf.problems(value) == [f"ROHRPOST must be a dict, not {type_name}."]
+
+
+def test_an_unknown_key_is_a_problem_that_lists_the_known_keys() -> None:
+    assert conf.problems({"MAX_FRAME_SIZE": 10}) == [
+        "ROHRPOST has an unknown key 'MAX_FRAME_SIZE'; the keys are: BATCH_GROUP_MESSAGES, "
+        "FLOOD_CLOSE_AFTER, MAX_DEPTH, MAX_FRAME_BYTES, PUBLISH_WINDOW, RATE_LIMIT."
+    ]
+
+
+def test_a_non_string_key_is_an_unknown_key() -> None:
+    (problem,) = conf.problems({1: 2})
+    assert problem.startswith("ROHRPOST has an unknown key 1; the keys are: ")
+
+
+def test_every_problem_is_reported_unknown_keys_first() -> None:
+    found = conf.problems(
+        {"MAX_DEPTH": 0, "typo": 1, "PUBLISH_WINDOW": "soon", "BATCH_GROUP_MESSAGES": 1}
+    )
+    assert [problem.split(" ", 1)[0] for problem in found] == [
+        "ROHRPOST",
+        "ROHRPOST['MAX_DEPTH']",
+        "ROHRPOST['BATCH_GROUP_MESSAGES']",
+        "ROHRPOST['PUBLISH_WINDOW']",
+    ]
+    assert "unknown key 'typo'" in found[0]
+
+
+# --- problems(): each key --------------------------------------------------------------
+
+
+def only_problem(name: str, value: Any) -> str | None:
+    """The one problem ``{name: value}`` has, or ``None`` when it is valid."""
+    found = conf.problems({name: value})
+    assert len(found) <= 1, found
+    return found[0] if found else None
+
+
+@pytest.mark.parametrize("value", [1, 1024, 256 * 1024, 2**40])
+def test_max_frame_bytes_accepts_positive_integers(value: int) -> None:
+    assert only_problem("MAX_FRAME_BYTES", value) is None
+
+
+@pytest.mark.parametrize("value", [0, -1, True, False, 1024.0, "1024", None])
+def test_max_frame_bytes_rejects_what_is_not_a_positive_integer(value: Any) -> None:
+    assert only_problem("MAX_FRAME_BYTES", value) == (
+        f"ROHRPOST['MAX_FRAME_BYTES'] must be a positive integer (bytes), not {value!r}."
+    )
+
+
+@pytest.mark.parametrize("value", [1, 32, MAX_DEPTH_BOUND])
+def test_max_depth_accepts_integers_from_1_to_the_bound(value: int) -> None:
+    assert only_problem("MAX_DEPTH", value) is None
+
+
+@pytest.mark.parametrize("value", [0, -3, 501, True, 8.0, "8", None])
+def test_max_depth_rejects_what_is_not_an_integer_in_range(value: Any) -> None:
+    assert only_problem("MAX_DEPTH", value) == (
+        f"ROHRPOST['MAX_DEPTH'] must be an integer from 1 to 500, not {value!r}."
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        {"RATE": 100, "BURST": 200},
+        {"RATE": 0.5, "BURST": 1},
+        {"RATE": 1e-9, "BURST": 1.5},
+    ],
+)
+def test_rate_limit_accepts_none_and_positive_rate_and_burst(value: Any) -> None:
+    assert only_problem("RATE_LIMIT", value) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        False,
+        0,
+        "100/s",
+        [100, 200],
+        {},
+        {"RATE": 100},
+        {"BURST": 200},
+        {"rate": 100, "burst": 200},
+        {"RATE": 100, "BURST": 200, "WINDOW": 1},
+        {"RATE": 0, "BURST": 200},
+        {"RATE": -1, "BURST": 200},
+        {"RATE": 100, "BURST": 0},
+        {"RATE": 100, "BURST": 0.5},
+        {"RATE": 100, "BURST": -5},
+        {"RATE": True, "BURST": 200},
+        {"RATE": 100, "BURST": True},
+        {"RATE": "100", "BURST": 200},
+        {"RATE": 100, "BURST": None},
+    ],
+)
+def test_rate_limit_rejects_anything_else(value: Any) -> None:
+    assert only_problem("RATE_LIMIT", value) == (
+        "ROHRPOST['RATE_LIMIT'] must be None or {'RATE': <frames per second, > 0>, "
+        f"'BURST': <frames, >= 1>}}, not {value!r}."
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"RATE": math.nan, "BURST": 200}, {"RATE": 100, "BURST": math.nan}],
+    ids=["rate-nan", "burst-nan"],
+)
+def test_rate_limit_rejects_nan(value: Any) -> None:
+    assert only_problem("RATE_LIMIT", value) is not None
+
+
+@pytest.mark.parametrize("value", [1, 100, 10**6])
+def test_flood_close_after_accepts_positive_integers(value: int) -> None:
+    assert only_problem("FLOOD_CLOSE_AFTER", value) is None
+
+
+@pytest.mark.parametrize("value", [0, -1, True, 10.0, "10", None])
+def test_flood_close_after_rejects_what_is_not_a_positive_integer(value: Any) -> None:
+    assert only_problem("FLOOD_CLOSE_AFTER", value) == (
+        "ROHRPOST['FLOOD_CLOSE_AFTER'] must be a positive integer (refused frames per second), "
+        f"not {value!r}."
+    )
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_batch_group_messages_accepts_bools(value: bool) -> None:
+    assert only_problem("BATCH_GROUP_MESSAGES", value) is None
+
+
+@pytest.mark.parametrize("value", [0, 1, "True", None])
+def test_batch_group_messages_rejects_non_bools(value: Any) -> None:
+    assert only_problem("BATCH_GROUP_MESSAGES", value) == (
+        f"ROHRPOST['BATCH_GROUP_MESSAGES'] must be True or False, not {value!r}."
+    )
+
+
+@pytest.mark.parametrize("value", [0, 0.0, 0.02, 1, 10, 10.0])
+def test_publish_window_accepts_seconds_from_0_to_10(value: float) -> None:
+    assert only_problem("PUBLISH_WINDOW", value) is None
+
+
+@pytest.mark.parametrize("value", [-0.01, -1, 10.001, 11, math.inf, math.nan, "0.02", True, None])
+def test_publish_window_rejects_what_is_not_0_to_10_seconds(value: Any) -> None:
+    assert only_problem("PUBLISH_WINDOW", value) == (
+        f"ROHRPOST['PUBLISH_WINDOW'] must be a number of seconds from 0 to 10, not {value!r}."
+    )
+
+
+@pytest.mark.parametrize("value", [{"RATE": math.inf, "BURST": 1}, {"RATE": 1, "BURST": math.inf}])
+def test_rate_limit_rejects_infinity_none_turns_it_off_instead(value: Any) -> None:
+    assert only_problem("RATE_LIMIT", value) is not None

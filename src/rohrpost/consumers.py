@@ -25,13 +25,13 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer, WebsocketConsumer
 from django.db import close_old_connections
 
-from rohrpost import conf, encoding
+from rohrpost import conf, control, encoding
 from rohrpost import handlers as _builtin_handlers  # noqa: F401 - registers "ping"
 from rohrpost.dispatch import Call, prepare_call
 from rohrpost.limits import CLOSE_FLOODING, FrameGate
 from rohrpost.main import handle_rohrpost_message, run_call
 from rohrpost.message import GROUP_EVENT_TYPE
-from rohrpost.protocol import Limits
+from rohrpost.protocol import Limits, generate_id
 from rohrpost.registry import HANDLERS, HandlerRegistry
 
 __all__ = ["AsyncRohrpostConsumer", "RohrpostConsumerMixin", "SyncRohrpostConsumer"]
@@ -65,6 +65,16 @@ class RohrpostConsumerMixin:
             max_frame_bytes=conf.get("MAX_FRAME_BYTES"), max_depth=conf.get("MAX_DEPTH")
         )
         self._rohrpost_gate = FrameGate.from_settings()
+        # The private group of the connection's user, once joined (see rohrpost.control).
+        self._rohrpost_user_group: str | None = None
+
+    async def _rohrpost_asend(self, text: str) -> None:
+        """Send a frame from the event loop (each consumer knows how)."""
+        raise NotImplementedError  # pragma: no cover - both consumers define it
+
+    async def _rohrpost_aclose(self, code: int) -> None:
+        """Close the connection from the event loop (each consumer knows how)."""
+        raise NotImplementedError  # pragma: no cover - both consumers define it
 
     def rohrpost_deliver(self, text: str) -> None:
         """Send a frame from sync code (what the sync send helpers call).
@@ -113,9 +123,28 @@ class RohrpostConsumerMixin:
 
     async def _aleave_all_groups(self) -> None:
         groups, self.rohrpost_groups = self.rohrpost_groups, set()
+        if self._rohrpost_user_group is not None:
+            groups.add(self._rohrpost_user_group)
+            self._rohrpost_user_group = None
         if self.channel_layer is not None:
             for group_name in groups:
                 await self.channel_layer.group_discard(group_name, self.channel_name)
+
+    async def _rohrpost_ajoin_user_group(self) -> None:
+        user = self.scope.get("user")  # type: ignore[attr-defined]
+        if self.channel_layer is not None and getattr(user, "is_authenticated", False):
+            self._rohrpost_user_group = control.user_group(user)
+            await self.channel_layer.group_add(self._rohrpost_user_group, self.channel_name)
+
+    async def _rohrpost_leave(self, event: dict[str, Any]) -> None:
+        group = event.get("group")
+        if not isinstance(group, str):
+            logger.warning("Ignoring a rohrpost.leave event without a group: %r", event)
+            return
+        await self.aremove_from_group(group)
+        frame = {"group": group, "reason": event.get("reason")}
+        push = {"id": generate_id(), "type": control.UNSUBSCRIBED_TYPE, "data": frame}
+        await self._rohrpost_asend(encoding.dumps(push))
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Route a channel-layer event; one nobody handles is logged and dropped.
@@ -124,10 +153,20 @@ class RohrpostConsumerMixin:
         would end the connection; a stray event must not do that.
         """
         event_type = message.get("type")
+        if event_type == control.LEAVE_EVENT_TYPE:
+            await self._rohrpost_leave(message)
+            return
+        if event_type == control.CLOSE_EVENT_TYPE:
+            code = message.get("code")
+            await self._rohrpost_aclose(code if isinstance(code, int) else control.CLOSE_REVOKED)
+            return
         method_name = event_type.replace(".", "_") if isinstance(event_type, str) else ""
         if method_name.startswith("_") or not callable(getattr(self, method_name, None)):
             logger.warning("Ignoring channel-layer event of unknown type %r", event_type)
             return
+        if event_type == "websocket.connect":
+            # Before connect() accepts: from then on the server can reach the connection.
+            await self._rohrpost_ajoin_user_group()
         await super().dispatch(message)  # type: ignore[misc]
 
 
@@ -189,18 +228,24 @@ class SyncRohrpostConsumer(RohrpostConsumerMixin, WebsocketConsumer):
             await self._rohrpost_areceive(message)
         elif event_type == GROUP_EVENT_TYPE and self._rohrpost_loop_forward:
             for text in group_message_frames(message):
-                await self._rohrpost_asgi_send({"type": "websocket.send", "text": text})
+                await self._rohrpost_asend(text)
         else:
             await super().dispatch(message)
+
+    async def _rohrpost_asend(self, text: str) -> None:
+        await self._rohrpost_asgi_send({"type": "websocket.send", "text": text})
+
+    async def _rohrpost_aclose(self, code: int) -> None:
+        await self._rohrpost_asgi_send({"type": "websocket.close", "code": code})
 
     async def _rohrpost_areceive(self, message: dict[str, Any]) -> None:
         admission = self._rohrpost_gate.admit()
         if admission != "admit":
             if admission == "drop":
                 return
-            await self._rohrpost_asgi_send({"type": "websocket.send", "text": FrameGate.refusal})
+            await self._rohrpost_asend(FrameGate.refusal)
             if admission == "close":
-                await self._rohrpost_asgi_send({"type": "websocket.close", "code": CLOSE_FLOODING})
+                await self._rohrpost_aclose(CLOSE_FLOODING)
             return
         call = prepare_call(
             self.rohrpost_registry,
@@ -216,7 +261,7 @@ class SyncRohrpostConsumer(RohrpostConsumerMixin, WebsocketConsumer):
             await _run_call_in_thread(self, call)
             return
         for text in frames:
-            await self._rohrpost_asgi_send({"type": "websocket.send", "text": text})
+            await self._rohrpost_asend(text)
 
     def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         admission = self._rohrpost_gate.admit()
@@ -315,6 +360,12 @@ class AsyncRohrpostConsumer(RohrpostConsumerMixin, AsyncWebsocketConsumer):
         """Forward a group message to the client."""
         for text in group_message_frames(event):
             await self.send(text_data=text)
+
+    async def _rohrpost_asend(self, text: str) -> None:
+        await self.send(text_data=text)
+
+    async def _rohrpost_aclose(self, code: int) -> None:
+        await self.close(code=code)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         await self._aleave_all_groups()

@@ -29,11 +29,13 @@ from rohrpost.protocol import RequestId, generate_id
 
 __all__ = [
     "GROUP_EVENT_TYPE",
+    "agroup_send",
     "asend_error",
     "asend_message",
     "asend_success",
     "asend_to_group",
     "build_message",
+    "call_from_sync",
     "deliver",
     "group_event",
     "send_error",
@@ -174,10 +176,21 @@ async def asend_to_group(
     Raises:
         RuntimeError: No channel layer is configured under ``layer``.
     """
+    await agroup_send(group_name, group_event(message), layer=layer)
+
+
+async def agroup_send(
+    group_name: str, event: dict[str, Any], *, layer: str = DEFAULT_CHANNEL_LAYER
+) -> None:
+    """Send a channel-layer ``event`` to ``group_name`` on the layer ``layer``.
+
+    Raises:
+        RuntimeError: No channel layer is configured under ``layer``.
+    """
     channel_layer = get_channel_layer(layer)
     if channel_layer is None:
         raise RuntimeError(f"No channel layer {layer!r} is configured: set CHANNEL_LAYERS.")
-    await channel_layer.group_send(group_name, group_event(message))
+    await channel_layer.group_send(group_name, event)
 
 
 _background_sends: set[asyncio.Task[None]] = set()
@@ -190,12 +203,22 @@ def send_to_group(group_name: str, message: Any, *, layer: str = DEFAULT_CHANNEL
     from async code), it cannot block that loop to wait: the send is scheduled
     on the loop instead, and a failure is logged on the ``rohrpost`` logger.
     """
+    call_from_sync(asend_to_group, group_name, message, layer=layer)
+
+
+def call_from_sync(function: Any, *args: Any, **kwargs: Any) -> None:
+    """Run the coroutine function ``function`` from sync code, wherever that code runs.
+
+    Without an event loop in this thread it runs to completion
+    (``async_to_sync``); on a loop's thread it is scheduled on that loop,
+    and a failure is logged on the ``rohrpost`` logger.
+    """
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        async_to_sync(asend_to_group)(group_name, message, layer=layer)
+        async_to_sync(function)(*args, **kwargs)
         return
-    task = loop.create_task(asend_to_group(group_name, message, layer=layer))
+    task = loop.create_task(function(*args, **kwargs))
     _background_sends.add(task)
     task.add_done_callback(_background_send_done)
 

@@ -19,6 +19,16 @@ def registry() -> Iterator[HandlerRegistry]:
 
 
 @pytest.fixture
+def fresh_channel_layers() -> Iterator[None]:
+    """New channel-layer instances for the test (they hold per-loop state)."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends = {}
+    yield
+    channel_layers.backends = {}
+
+
+@pytest.fixture
 def redis_url() -> str:
     """The URL of the local Redis (skips or fails per ROHRPOST_REQUIRE_SERVICES)."""
     from tests.services import require_redis

@@ -8,8 +8,7 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -28,39 +27,17 @@ from rohrpost.message import (
 )
 from rohrpost.protocol import Limits
 from rohrpost.registry import HandlerRegistry
+from tests.communicators import ask, connect
 
 ConsumerClass = type[SyncRohrpostConsumer] | type[AsyncRohrpostConsumer]
 
 
-@pytest.fixture(autouse=True)
-def fresh_channel_layers() -> Iterator[None]:
-    """Each test gets new channel-layer instances (they hold per-loop state)."""
-    channel_layers.backends = {}
-    yield
-    channel_layers.backends = {}
+pytestmark = pytest.mark.usefixtures("fresh_channel_layers")
 
 
 @pytest.fixture(params=[SyncRohrpostConsumer, AsyncRohrpostConsumer], ids=["sync", "async"])
 def consumer_class(request: pytest.FixtureRequest) -> ConsumerClass:
     return request.param  # type: ignore[no-any-return]
-
-
-@asynccontextmanager
-async def connect(consumer_class: type[Any]) -> AsyncIterator[WebsocketCommunicator]:
-    """Yield a connected communicator; disconnect it afterwards."""
-    communicator = WebsocketCommunicator(consumer_class.as_asgi(), "/ws/rohrpost/")
-    connected, _ = await communicator.connect(timeout=1)
-    assert connected
-    try:
-        yield communicator
-    finally:
-        await communicator.disconnect(timeout=1)
-
-
-async def ask(communicator: WebsocketCommunicator, frame: dict[str, Any]) -> Any:
-    """Send one request object and return the decoded reply."""
-    await communicator.send_to(text_data=json.dumps(frame))
-    return json.loads(await communicator.receive_from(timeout=1))
 
 
 async def assert_answers_ping(communicator: WebsocketCommunicator) -> None:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.layers import channel_layers, get_channel_layer
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
 from rohrpost import AsyncRohrpostConsumer, SyncRohrpostConsumer
@@ -27,34 +25,18 @@ from rohrpost.control import (
 )
 from rohrpost.message import asend_to_group
 from rohrpost.registry import HandlerRegistry
+from tests.communicators import connect
 
 ALICE = SimpleNamespace(pk=1, is_authenticated=True)
 BOB = SimpleNamespace(pk=2, is_authenticated=True)
 ANONYMOUS = SimpleNamespace(pk=None, is_authenticated=False)
 
-
-@pytest.fixture(autouse=True)
-def fresh_layers() -> Iterator[None]:
-    channel_layers.backends = {}
-    yield
-    channel_layers.backends = {}
+pytestmark = pytest.mark.usefixtures("fresh_channel_layers")
 
 
 @pytest.fixture(params=[AsyncRohrpostConsumer, SyncRohrpostConsumer], ids=["async", "sync"])
 def consumer_class(request: pytest.FixtureRequest) -> type[Any]:
     return request.param  # type: ignore[no-any-return]
-
-
-@asynccontextmanager
-async def connect(consumer_class: type[Any], user: Any) -> AsyncIterator[WebsocketCommunicator]:
-    communicator = WebsocketCommunicator(consumer_class.as_asgi(), "/ws/rohrpost/")
-    communicator.scope["user"] = user
-    connected, _ = await communicator.connect(timeout=1)
-    assert connected
-    try:
-        yield communicator
-    finally:
-        await communicator.disconnect(timeout=1)
 
 
 @pytest.fixture(autouse=True)
@@ -72,13 +54,13 @@ async def join(communicator: WebsocketCommunicator, group: str) -> None:
 
 
 async def test_an_authenticated_connection_is_in_its_users_group(consumer_class: type[Any]) -> None:
-    async with connect(consumer_class, ALICE):
+    async with connect(consumer_class, user=ALICE):
         assert len(get_channel_layer().groups[user_group(ALICE)]) == 1
     assert user_group(ALICE) not in get_channel_layer().groups
 
 
 async def test_an_anonymous_connection_is_in_no_user_group(consumer_class: type[Any]) -> None:
-    async with connect(consumer_class, ANONYMOUS) as client:
+    async with connect(consumer_class, user=ANONYMOUS) as client:
         await client.send_to(text_data='{"id": 1, "type": "ping"}')
         await client.receive_from(timeout=1)
         assert get_channel_layer().groups == {}
@@ -91,7 +73,10 @@ def test_user_group_accepts_a_user_or_a_primary_key() -> None:
 async def test_expel_takes_every_member_out_and_tells_each_client(
     consumer_class: type[Any],
 ) -> None:
-    async with connect(consumer_class, ALICE) as alice, connect(consumer_class, BOB) as bob:
+    async with (
+        connect(consumer_class, user=ALICE) as alice,
+        connect(consumer_class, user=BOB) as bob,
+    ):
         for client in (alice, bob):
             await join(client, "board-5")
         await aexpel_from_group("board-5", reason="board deleted")
@@ -106,7 +91,10 @@ async def test_expel_takes_every_member_out_and_tells_each_client(
 
 
 async def test_expel_of_one_user_leaves_the_others_in_the_group(consumer_class: type[Any]) -> None:
-    async with connect(consumer_class, ALICE) as alice, connect(consumer_class, BOB) as bob:
+    async with (
+        connect(consumer_class, user=ALICE) as alice,
+        connect(consumer_class, user=BOB) as bob,
+    ):
         for client in (alice, bob):
             await join(client, "board-5")
         await aexpel_from_group("board-5", user=ALICE)
@@ -123,9 +111,9 @@ async def test_close_user_connections_closes_all_of_that_user_only(
     consumer_class: type[Any],
 ) -> None:
     async with (
-        connect(consumer_class, ALICE) as first,
-        connect(consumer_class, ALICE) as second,
-        connect(consumer_class, BOB) as bob,
+        connect(consumer_class, user=ALICE) as first,
+        connect(consumer_class, user=ALICE) as second,
+        connect(consumer_class, user=BOB) as bob,
     ):
         await aclose_user_connections(ALICE)
         for client in (first, second):
@@ -138,13 +126,13 @@ async def test_close_user_connections_closes_all_of_that_user_only(
 
 
 async def test_close_user_connections_uses_the_given_code(consumer_class: type[Any]) -> None:
-    async with connect(consumer_class, ALICE) as alice:
+    async with connect(consumer_class, user=ALICE) as alice:
         await aclose_user_connections(1, code=4100)
         assert await alice.receive_output(timeout=1) == {"type": "websocket.close", "code": 4100}
 
 
 async def test_the_sync_twins_work_from_sync_code(consumer_class: type[Any]) -> None:
-    async with connect(consumer_class, ALICE) as alice:
+    async with connect(consumer_class, user=ALICE) as alice:
         await join(alice, "room")
         await sync_to_async(expel_from_group)("room", reason="bye")
         assert json.loads(await alice.receive_from(timeout=1))["data"]["reason"] == "bye"
@@ -156,7 +144,7 @@ async def test_malformed_control_events_do_not_end_the_connection(
     consumer_class: type[Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="rohrpost")
-    async with connect(consumer_class, ALICE) as alice:
+    async with connect(consumer_class, user=ALICE) as alice:
         layer = get_channel_layer()
         await layer.group_send(user_group(ALICE), {"type": LEAVE_EVENT_TYPE})
         assert await alice.receive_nothing(timeout=0.1)

@@ -8,18 +8,16 @@ that real time (a test takes milliseconds, a token takes a second) never refills
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 
 from rohrpost.consumers import AsyncRohrpostConsumer, SyncRohrpostConsumer
 from rohrpost.limits import CLOSE_FLOODING, FrameGate, TokenBucket
 from rohrpost.protocol import Limits
 from rohrpost.registry import HandlerRegistry
+from tests.communicators import connect
 
 REFUSAL = {"error": "Too many requests: slow down.", "code": "rate_limited"}
 #: What the consumer tests configure: 3 frames at once, 1 more per second, close on the 3rd refusal.
@@ -197,12 +195,7 @@ class ThreadedSyncConsumer(SyncRohrpostConsumer):
 ConsumerClass = type[SyncRohrpostConsumer] | type[AsyncRohrpostConsumer]
 
 
-@pytest.fixture(autouse=True)
-def fresh_channel_layers() -> Iterator[None]:
-    """Each test gets new channel-layer instances (they hold per-loop state)."""
-    channel_layers.backends = {}
-    yield
-    channel_layers.backends = {}
+pytestmark = pytest.mark.usefixtures("fresh_channel_layers")
 
 
 @pytest.fixture(
@@ -216,18 +209,6 @@ def consumer_class(request: pytest.FixtureRequest) -> ConsumerClass:
 def test_the_threaded_subclass_takes_the_threaded_path() -> None:
     assert not ThreadedSyncConsumer()._rohrpost_loop_receive
     assert SyncRohrpostConsumer()._rohrpost_loop_receive
-
-
-@asynccontextmanager
-async def connect(consumer_class: type[Any]) -> AsyncIterator[WebsocketCommunicator]:
-    """Yield a connected communicator; disconnect it afterwards."""
-    communicator = WebsocketCommunicator(consumer_class.as_asgi(), "/ws/rohrpost/")
-    connected, _ = await communicator.connect(timeout=1)
-    assert connected
-    try:
-        yield communicator
-    finally:
-        await communicator.disconnect(timeout=1)
 
 
 async def send_ping(communicator: WebsocketCommunicator, request_id: int) -> None:

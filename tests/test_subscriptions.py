@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -17,8 +15,12 @@ from rohrpost.handlers import handle_ping
 from rohrpost.message import asend_to_group
 from rohrpost.registry import HandlerRegistry
 from rohrpost.subscriptions import Subscriptions
+from tests.communicators import ask, connect
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("fresh_channel_layers"),
+]
 
 seen_by_permission: list[tuple[Any, Any, dict[str, Any]]] = []
 
@@ -62,11 +64,8 @@ class CappedSubscriber(AsyncRohrpostConsumer):
 
 
 @pytest.fixture(autouse=True)
-def fresh_layers() -> Iterator[None]:
-    channel_layers.backends = {}
+def clear_seen() -> None:
     seen_by_permission.clear()
-    yield
-    channel_layers.backends = {}
 
 
 @pytest.fixture(params=[AsyncSubscriber, SyncSubscriber], ids=["async", "sync"])
@@ -74,23 +73,8 @@ def consumer_class(request: pytest.FixtureRequest) -> type[Any]:
     return request.param  # type: ignore[no-any-return]
 
 
-@asynccontextmanager
-async def connect(
-    consumer_class: type[Any], user: Any = "alice"
-) -> AsyncIterator[WebsocketCommunicator]:
-    communicator = WebsocketCommunicator(consumer_class.as_asgi(), "/ws/rohrpost/")
-    communicator.scope["user"] = user
-    connected, _ = await communicator.connect(timeout=1)
-    assert connected
-    try:
-        yield communicator
-    finally:
-        await communicator.disconnect(timeout=1)
-
-
-async def ask(communicator: WebsocketCommunicator, frame: dict[str, Any]) -> Any:
-    await communicator.send_to(text_data=json.dumps(frame))
-    return json.loads(await communicator.receive_from(timeout=2))
+def connect_as(consumer_class: type[Any], user: Any = "alice") -> Any:
+    return connect(consumer_class, user=user)
 
 
 async def subscribe(client: WebsocketCommunicator, data: Any, request_id: int = 1) -> Any:
@@ -104,7 +88,7 @@ def members(group: str) -> set[str]:
 async def test_allowed_subscription_joins_the_group_and_answers_its_name(
     consumer_class: type[Any],
 ) -> None:
-    async with connect(consumer_class) as client:
+    async with connect_as(consumer_class) as client:
         reply = await ask(
             client, {"id": 1, "type": "subscribe", "data": {"type": "board", "id": 5}}
         )
@@ -117,7 +101,7 @@ async def test_allowed_subscription_joins_the_group_and_answers_its_name(
 async def test_the_permission_sees_the_user_the_scope_and_the_group_object(
     consumer_class: type[Any],
 ) -> None:
-    async with connect(consumer_class, user="bob") as client:
+    async with connect_as(consumer_class, user="bob") as client:
         await ask(client, {"id": 1, "type": "subscribe", "data": {"type": "board", "id": 5}})
     assert seen_by_permission == [("bob", "/ws/rohrpost/", {"type": "board", "id": 5})]
 
@@ -139,7 +123,7 @@ async def test_the_permission_sees_the_user_the_scope_and_the_group_object(
 async def test_refused_subscriptions_answer_an_error_and_join_nothing(
     consumer_class: type[Any], data: Any, user: Any, code: str
 ) -> None:
-    async with connect(consumer_class, user=user) as client:
+    async with connect_as(consumer_class, user=user) as client:
         reply = await ask(client, {"id": 2, "type": "subscribe", "data": data})
         assert reply["code"] == code
         assert reply["id"] == 2
@@ -149,7 +133,7 @@ async def test_refused_subscriptions_answer_an_error_and_join_nothing(
 
 
 async def test_subscribing_twice_joins_once_and_delivers_once(consumer_class: type[Any]) -> None:
-    async with connect(consumer_class) as client:
+    async with connect_as(consumer_class) as client:
         frame = {"id": 1, "type": "subscribe", "data": {"type": "room", "name": "lobby"}}
         first, second = await ask(client, frame), await ask(client, frame)
         assert first == second == {"id": 1, "type": "subscribe", "data": {"group": "lobby"}}
@@ -161,7 +145,7 @@ async def test_subscribing_twice_joins_once_and_delivers_once(consumer_class: ty
 async def test_unsubscribe_leaves_the_group_and_unjoined_is_harmless(
     consumer_class: type[Any],
 ) -> None:
-    async with connect(consumer_class) as client:
+    async with connect_as(consumer_class) as client:
         data = {"type": "room", "name": "lobby"}
         await ask(client, {"id": 1, "type": "subscribe", "data": data})
         reply = await ask(client, {"id": 2, "type": "unsubscribe", "data": data})
@@ -174,7 +158,7 @@ async def test_unsubscribe_leaves_the_group_and_unjoined_is_harmless(
 
 
 async def test_the_subscription_cap_answers_limit_but_resubscribing_still_works() -> None:
-    async with connect(CappedSubscriber) as client:
+    async with connect_as(CappedSubscriber) as client:
         for number, name in enumerate(["a", "b"]):
             data = {"type": "room", "name": name}
             reply = await ask(client, {"id": number, "type": "subscribe", "data": data})
@@ -191,7 +175,7 @@ async def test_the_subscription_cap_answers_limit_but_resubscribing_still_works(
 
 
 async def test_disconnect_removes_every_membership(consumer_class: type[Any]) -> None:
-    async with connect(consumer_class) as client:
+    async with connect_as(consumer_class) as client:
         for name in ("one", "two", "three"):
             await ask(
                 client, {"id": 1, "type": "subscribe", "data": {"type": "room", "name": name}}
@@ -214,7 +198,7 @@ async def test_no_member_is_left_behind_in_redis_after_many_connections(
     layer = get_channel_layer()
     try:
         for cycle in range(200):
-            async with connect(AsyncSubscriber) as client:
+            async with connect_as(AsyncSubscriber) as client:
                 data = {"type": "room", "name": f"cycle-{cycle % 5}"}
                 await ask(client, {"id": cycle, "type": "subscribe", "data": data})
         connection = layer.connection(0)

@@ -197,7 +197,7 @@ async def test_no_member_is_left_behind_in_redis_after_many_connections(
     channel_layers.backends = {}
     layer = get_channel_layer()
     try:
-        for cycle in range(200):
+        for cycle in range(1000):
             async with connect_as(AsyncSubscriber) as client:
                 data = {"type": "room", "name": f"cycle-{cycle % 5}"}
                 await ask(client, {"id": cycle, "type": "subscribe", "data": data})

@@ -40,7 +40,11 @@ logger = logging.getLogger("rohrpost")
 
 
 class RohrpostConsumerMixin:
-    """What both consumers share: configuration, groups and channel-layer events.
+    """What both consumers share: configuration, groups, limits and channel-layer events.
+
+    Besides group messages, both handle rohrpost's control events
+    (:mod:`rohrpost.control`): leaving a group on the server's order, and
+    closing; an authenticated connection is in its user's private group.
 
     Attributes:
         rohrpost_registry: The handlers this endpoint serves (default: :data:`HANDLERS`).

@@ -80,6 +80,17 @@ class RohrpostConsumerMixin:
         """Close the connection from the event loop (each consumer knows how)."""
         raise NotImplementedError  # pragma: no cover - both consumers define it
 
+    async def _rohrpost_aadmit(self) -> bool:
+        """Pass a frame through the rate limit, on the loop; answer it when refused."""
+        admission = self._rohrpost_gate.admit()
+        if admission == "admit":
+            return True
+        if admission != "drop":
+            await self._rohrpost_asend(FrameGate.refusal)
+            if admission == "close":
+                await self._rohrpost_aclose(CLOSE_FLOODING)
+        return False
+
     def rohrpost_deliver(self, text: str) -> None:
         """Send a frame from sync code (what the sync send helpers call).
 
@@ -243,13 +254,7 @@ class SyncRohrpostConsumer(RohrpostConsumerMixin, WebsocketConsumer):
         await self._rohrpost_asgi_send({"type": "websocket.close", "code": code})
 
     async def _rohrpost_areceive(self, message: dict[str, Any]) -> None:
-        admission = self._rohrpost_gate.admit()
-        if admission != "admit":
-            if admission == "drop":
-                return
-            await self._rohrpost_asend(FrameGate.refusal)
-            if admission == "close":
-                await self._rohrpost_aclose(CLOSE_FLOODING)
+        if not await self._rohrpost_aadmit():
             return
         call = prepare_call(
             self.rohrpost_registry,
@@ -315,13 +320,7 @@ class AsyncRohrpostConsumer(RohrpostConsumerMixin, AsyncWebsocketConsumer):
             await super().dispatch(message)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        admission = self._rohrpost_gate.admit()
-        if admission != "admit":
-            if admission == "drop":
-                return
-            await self.send(text_data=FrameGate.refusal)
-            if admission == "close":
-                await self.close(code=CLOSE_FLOODING)
+        if not await self._rohrpost_aadmit():
             return
         call = prepare_call(
             self.rohrpost_registry, text_data, bytes_data, self._rohrpost_frame_limits

@@ -17,6 +17,9 @@ VALID_SETTING: dict[str, Any] = {
     "FLOOD_CLOSE_AFTER": 3,
     "BATCH_GROUP_MESSAGES": False,
     "PUBLISH_WINDOW": 0.5,
+    "MAX_IN_FLIGHT": 8,
+    "AUTHENTICATE": "tests.test_auth.user_for_token",
+    "REQUIRE_AUTHENTICATION": True,
 }
 
 
@@ -28,6 +31,9 @@ def test_defaults_are_the_documented_values() -> None:
         "FLOOD_CLOSE_AFTER": 100,
         "BATCH_GROUP_MESSAGES": True,
         "PUBLISH_WINDOW": 0.02,
+        "MAX_IN_FLIGHT": 1,
+        "AUTHENTICATE": None,
+        "REQUIRE_AUTHENTICATION": False,
     }
 
 
@@ -93,6 +99,9 @@ def test_get_returns_none_for_a_rate_limit_turned_off(settings: Any) -> None:
         ("FLOOD_CLOSE_AFTER", True),
         ("BATCH_GROUP_MESSAGES", "yes"),
         ("PUBLISH_WINDOW", -1),
+        ("MAX_IN_FLIGHT", 0),
+        ("AUTHENTICATE", "no.such.module.hook"),
+        ("REQUIRE_AUTHENTICATION", 1),
     ],
 )
 def test_get_returns_the_default_for_an_invalid_value(
@@ -127,8 +136,9 @@ def test_a_setting_that_is_not_a_dict_is_one_problem(value: Any, type_name: str)
 
 def test_an_unknown_key_is_a_problem_that_lists_the_known_keys() -> None:
     assert conf.problems({"MAX_FRAME_SIZE": 10}) == [
-        "ROHRPOST has an unknown key 'MAX_FRAME_SIZE'; the keys are: BATCH_GROUP_MESSAGES, "
-        "FLOOD_CLOSE_AFTER, MAX_DEPTH, MAX_FRAME_BYTES, PUBLISH_WINDOW, RATE_LIMIT."
+        "ROHRPOST has an unknown key 'MAX_FRAME_SIZE'; the keys are: AUTHENTICATE, "
+        "BATCH_GROUP_MESSAGES, FLOOD_CLOSE_AFTER, MAX_DEPTH, MAX_FRAME_BYTES, MAX_IN_FLIGHT, "
+        "PUBLISH_WINDOW, RATE_LIMIT, REQUIRE_AUTHENTICATION."
     ]
 
 
@@ -276,3 +286,50 @@ def test_publish_window_rejects_what_is_not_0_to_10_seconds(value: Any) -> None:
 @pytest.mark.parametrize("value", [{"RATE": math.inf, "BURST": 1}, {"RATE": 1, "BURST": math.inf}])
 def test_rate_limit_rejects_infinity_none_turns_it_off_instead(value: Any) -> None:
     assert only_problem("RATE_LIMIT", value) is not None
+
+
+@pytest.mark.parametrize("value", [1, 8, conf.MAX_IN_FLIGHT_BOUND])
+def test_max_in_flight_accepts_integers_from_1_to_the_bound(value: int) -> None:
+    assert only_problem("MAX_IN_FLIGHT", value) is None
+
+
+@pytest.mark.parametrize("value", [0, -1, 1001, True, 2.0, "4", None])
+def test_max_in_flight_rejects_what_is_not_an_integer_in_range(value: Any) -> None:
+    assert only_problem("MAX_IN_FLIGHT", value) == (
+        f"ROHRPOST['MAX_IN_FLIGHT'] must be an integer from 1 to 1000, not {value!r}."
+    )
+
+
+async def _async_hook(token: str, scope: Any) -> None:
+    return None
+
+
+@pytest.mark.parametrize(
+    "value", [None, "tests.test_auth.user_for_token", _async_hook, lambda token, scope: None]
+)
+def test_authenticate_accepts_none_a_callable_and_a_dotted_path(value: Any) -> None:
+    assert only_problem("AUTHENTICATE", value) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("tests.test_auth.no_such_hook", "does not"),
+        ("nodots", "does not"),
+        ("tests.test_auth.TOKENS", "must be None, a callable"),
+        (42, "must be None, a callable"),
+        (b"tests.test_auth.user_for_token", "must be None, a callable"),
+    ],
+)
+def test_authenticate_rejects_what_does_not_name_a_callable(value: Any, says: str) -> None:
+    problem = only_problem("AUTHENTICATE", value)
+    assert problem is not None
+    assert problem.startswith("ROHRPOST['AUTHENTICATE'] must ")
+    assert says in problem
+
+
+@pytest.mark.parametrize("value", [1, 0, "yes", None])
+def test_require_authentication_rejects_what_is_not_a_bool(value: Any) -> None:
+    assert only_problem("REQUIRE_AUTHENTICATION", value) == (
+        f"ROHRPOST['REQUIRE_AUTHENTICATION'] must be True or False, not {value!r}."
+    )

@@ -67,10 +67,11 @@ def test_every_error_code_constant_is_documented_in_error_codes() -> None:
         protocol.UNKNOWN_TYPE,
         protocol.HANDLER_ERROR,
         protocol.RATE_LIMITED,
+        protocol.UNAUTHENTICATED,
     }
 
     assert set(protocol.ERROR_CODES) == constants
-    assert len(constants) == 13
+    assert len(constants) == 14
     assert all(text.strip() for text in protocol.ERROR_CODES.values())
 
 

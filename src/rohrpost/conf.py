@@ -9,9 +9,14 @@ Every key is optional::
         "FLOOD_CLOSE_AFTER": 100,           # refused frames in one second: close 4029
         "BATCH_GROUP_MESSAGES": True,       # change-feed pushes share channel-layer events
         "PUBLISH_WINDOW": 0.02,             # seconds between change-feed sends under load
+        "MAX_IN_FLIGHT": 1,                 # handlers one connection may run at once
+        "AUTHENTICATE": None,               # token hook: "myapp.auth.user_for_token"
+        "REQUIRE_AUTHENTICATION": False,    # True: anonymous clients are refused
     }
 
-``"RATE_LIMIT": None`` turns rate limiting off. The values are checked at
+``"RATE_LIMIT": None`` turns rate limiting off. ``AUTHENTICATE`` and
+``REQUIRE_AUTHENTICATION`` are explained in :mod:`rohrpost.auth`,
+``MAX_IN_FLIGHT`` in :class:`rohrpost.AsyncRohrpostConsumer`. The values are checked at
 start-up by Django's system checks (``manage.py check``) when ``"rohrpost"``
 is in ``INSTALLED_APPS``; :func:`problems` lists what is wrong.
 """
@@ -32,7 +37,14 @@ DEFAULTS: dict[str, Any] = {
     "FLOOD_CLOSE_AFTER": 100,
     "BATCH_GROUP_MESSAGES": True,
     "PUBLISH_WINDOW": 0.02,
+    "MAX_IN_FLIGHT": 1,
+    "AUTHENTICATE": None,
+    "REQUIRE_AUTHENTICATION": False,
 }
+
+#: Highest ``MAX_IN_FLIGHT`` accepted: beyond it, one client could start
+#: thousands of handlers.
+MAX_IN_FLIGHT_BOUND = 1000
 
 
 def options() -> dict[str, Any]:
@@ -107,6 +119,31 @@ def _problem(name: str, value: Any) -> str | None:
     elif name == "BATCH_GROUP_MESSAGES":
         if not isinstance(value, bool):
             return f"must be True or False, not {value!r}."
-    elif name == "PUBLISH_WINDOW" and not (_is_number(value) and 0 <= value <= 10):
-        return f"must be a number of seconds from 0 to 10, not {value!r}."
+    elif name == "PUBLISH_WINDOW":
+        if not (_is_number(value) and 0 <= value <= 10):
+            return f"must be a number of seconds from 0 to 10, not {value!r}."
+    elif name == "MAX_IN_FLIGHT":
+        if not (isinstance(value, int) and not isinstance(value, bool)) or not (
+            1 <= value <= MAX_IN_FLIGHT_BOUND
+        ):
+            return f"must be an integer from 1 to {MAX_IN_FLIGHT_BOUND}, not {value!r}."
+    elif name == "AUTHENTICATE":
+        return _hook_problem(value)
+    elif name == "REQUIRE_AUTHENTICATION" and not isinstance(value, bool):
+        return f"must be True or False, not {value!r}."
+    return None
+
+
+def _hook_problem(value: Any) -> str | None:
+    from rohrpost.auth import resolve_hook
+
+    try:
+        resolve_hook(value)
+    except ImportError as exc:
+        return f"must name a token hook that imports: {value!r} does not ({exc})."
+    except TypeError:
+        return (
+            "must be None, a callable authenticate(token, scope) or its dotted path, "
+            f"not {value!r}."
+        )
     return None

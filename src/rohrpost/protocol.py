@@ -38,6 +38,7 @@ __all__ = [
     "RATE_LIMITED",
     "TOO_DEEP",
     "TOO_LARGE",
+    "UNAUTHENTICATED",
     "UNKNOWN_TYPE",
     "FrameError",
     "Limits",
@@ -63,6 +64,7 @@ INVALID_TYPE: Final = "invalid_type"
 UNKNOWN_TYPE: Final = "unknown_type"
 HANDLER_ERROR: Final = "handler_error"
 RATE_LIMITED: Final = "rate_limited"
+UNAUTHENTICATED: Final = "unauthenticated"
 
 #: Longest ``type`` string accepted (it is echoed in replies).
 MAX_TYPE_LENGTH: Final = 100
@@ -89,6 +91,8 @@ ERROR_CODES: Final[dict[str, str]] = {
     HANDLER_ERROR: "The handler failed; the server logged the details.",
     RATE_LIMITED: "The connection sent frames faster than its rate limit allows; the frame "
     "was not decoded.",
+    UNAUTHENTICATED: "The request needs an authenticated user, or its `auth_jwt` token was not "
+    'accepted (see `ROHRPOST["AUTHENTICATE"]`).',
 }
 
 

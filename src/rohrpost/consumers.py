@@ -27,6 +27,7 @@ from django.db import close_old_connections
 
 from rohrpost import conf, control, encoding
 from rohrpost import handlers as _builtin_handlers  # noqa: F401 - registers "ping"
+from rohrpost.auth import CLOSE_UNAUTHENTICATED, Authenticator
 from rohrpost.dispatch import Call, prepare_call
 from rohrpost.limits import CLOSE_FLOODING, FrameGate
 from rohrpost.main import handle_rohrpost_message, run_call
@@ -45,6 +46,8 @@ class RohrpostConsumerMixin:
     Besides group messages, both handle rohrpost's control events
     (:mod:`rohrpost.control`): leaving a group on the server's order, and
     closing; an authenticated connection is in its user's private group.
+    Both authenticate requests as :mod:`rohrpost.auth` describes (token hook,
+    anonymous connections refused with 4001) when the settings ask for it.
 
     Attributes:
         rohrpost_registry: The handlers this endpoint serves (default: :data:`HANDLERS`).
@@ -69,8 +72,16 @@ class RohrpostConsumerMixin:
             max_frame_bytes=conf.get("MAX_FRAME_BYTES"), max_depth=conf.get("MAX_DEPTH")
         )
         self._rohrpost_gate = FrameGate.from_settings()
+        self._rohrpost_auth = Authenticator.from_settings()
         # The private group of the connection's user, once joined (see rohrpost.control).
         self._rohrpost_user_group: str | None = None
+        self._rohrpost_asgi_send: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # Channels may wrap `send` (the sync consumer keeps only a sync wrapper);
+        # the paths on the event loop need the ASGI server's own.
+        self._rohrpost_asgi_send = send
+        await super().__call__(scope, receive, send)  # type: ignore[misc]
 
     async def _rohrpost_asend(self, text: str) -> None:
         """Send a frame from the event loop (each consumer knows how)."""
@@ -147,9 +158,40 @@ class RohrpostConsumerMixin:
 
     async def _rohrpost_ajoin_user_group(self) -> None:
         user = self.scope.get("user")  # type: ignore[attr-defined]
-        if self.channel_layer is not None and getattr(user, "is_authenticated", False):
-            self._rohrpost_user_group = control.user_group(user)
-            await self.channel_layer.group_add(self._rohrpost_user_group, self.channel_name)
+        if getattr(user, "is_authenticated", False):
+            await self._rohrpost_aswitch_user_group(control.user_group(user))
+
+    async def _rohrpost_aswitch_user_group(self, group: str) -> None:
+        old, self._rohrpost_user_group = self._rohrpost_user_group, group
+        if self.channel_layer is None or old == group:
+            return
+        if old is not None:
+            await self.channel_layer.group_discard(old, self.channel_name)
+        await self.channel_layer.group_add(group, self.channel_name)
+
+    async def _rohrpost_aauthenticate(self, call: Call) -> str | None:
+        """Run the authentication step for a request; return the error frame if refused.
+
+        A token that checks out makes its user the connection's user, and
+        moves the connection into that user's private group.
+        """
+        assert self._rohrpost_auth is not None
+        scope = self.scope  # type: ignore[attr-defined]
+        user, refusal = await self._rohrpost_auth.acheck(call.request, scope)
+        if user is not None:
+            scope["user"] = user
+            await self._rohrpost_aswitch_user_group(control.user_group(user))
+        return refusal
+
+    async def _rohrpost_arefuse_anonymous(self) -> bool:
+        """Close an anonymous connection when authentication is required; say if it was."""
+        auth = self._rohrpost_auth
+        if auth is None or not auth.refuses_connection(self.scope):  # type: ignore[attr-defined]
+            return False
+        # Accepted first: refusing the handshake would show the client no code at all.
+        await self._rohrpost_asgi_send({"type": "websocket.accept"})
+        await self._rohrpost_asgi_send({"type": "websocket.close", "code": CLOSE_UNAUTHENTICATED})
+        return True
 
     async def _rohrpost_leave(self, event: dict[str, Any]) -> None:
         group = event.get("group")
@@ -180,6 +222,8 @@ class RohrpostConsumerMixin:
             logger.warning("Ignoring channel-layer event of unknown type %r", event_type)
             return
         if event_type == "websocket.connect":
+            if await self._rohrpost_arefuse_anonymous():
+                return
             # Before connect() accepts: from then on the server can reach the connection.
             await self._rohrpost_ajoin_user_group()
         await super().dispatch(message)  # type: ignore[misc]
@@ -229,12 +273,6 @@ class SyncRohrpostConsumer(RohrpostConsumerMixin, WebsocketConsumer):
             and cls.websocket_receive is WebsocketConsumer.websocket_receive
         )
         self._rohrpost_loop_forward = cls.rohrpost_message is SyncRohrpostConsumer.rohrpost_message
-        self._rohrpost_asgi_send: Any = None
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        # Channels keeps only a sync wrapper of `send`; the loop paths need the original.
-        self._rohrpost_asgi_send = send
-        await super().__call__(scope, receive, send)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Route an event: frames and group messages that need no thread stay on the loop."""
@@ -264,6 +302,10 @@ class SyncRohrpostConsumer(RohrpostConsumerMixin, WebsocketConsumer):
         )
         if isinstance(call, str):
             frames = [call]
+        elif self._rohrpost_auth is not None and (
+            refusal := await self._rohrpost_aauthenticate(call)
+        ):
+            frames = [refusal]
         elif call.mode == "inline":
             frames = self._rohrpost_run_inline(call)
         else:
@@ -281,13 +323,24 @@ class SyncRohrpostConsumer(RohrpostConsumerMixin, WebsocketConsumer):
             if admission == "close":
                 self.close(code=CLOSE_FLOODING)
             return
-        handle_rohrpost_message(
-            self,
-            text_data,
-            bytes_data,
-            registry=self.rohrpost_registry,
-            limits=self._rohrpost_frame_limits,
+        if self._rohrpost_auth is None:
+            handle_rohrpost_message(
+                self,
+                text_data,
+                bytes_data,
+                registry=self.rohrpost_registry,
+                limits=self._rohrpost_frame_limits,
+            )
+            return
+        call = prepare_call(
+            self.rohrpost_registry, text_data, bytes_data, self._rohrpost_frame_limits
         )
+        if isinstance(call, str):
+            self.send(text_data=call)
+        elif refusal := async_to_sync(self._rohrpost_aauthenticate)(call):
+            self.send(text_data=refusal)
+        else:
+            run_call(self, call)
 
     def rohrpost_message(self, event: dict[str, Any]) -> None:
         """Forward a group message to the client."""
@@ -300,7 +353,23 @@ class SyncRohrpostConsumer(RohrpostConsumerMixin, WebsocketConsumer):
 
 
 class AsyncRohrpostConsumer(RohrpostConsumerMixin, AsyncWebsocketConsumer):
-    """The rohrpost consumer for async code: async handlers run on the event loop."""
+    """The rohrpost consumer for async code: async handlers run on the event loop.
+
+    By default a connection's requests are handled one after the other, as
+    in 4.x: replies come in request order. ``ROHRPOST["MAX_IN_FLIGHT"] = n``
+    lets up to ``n`` handlers of one connection run at once, so a slow
+    ``async def`` handler no longer holds up the requests behind it; replies
+    then come as handlers finish (clients match them by ``id``). With ``n``
+    handlers running, the consumer waits for one to finish before it takes the
+    next frame, so a client cannot start more. Sync handlers still run one at
+    a time, in Channels' shared worker thread. Handlers still running when the
+    client disconnects run to their end; their replies are dropped.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._rohrpost_max_in_flight: int = conf.get("MAX_IN_FLIGHT")
+        self._rohrpost_in_flight: set[asyncio.Task[None]] = set()
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Route an event; frames and group messages take a short path.
@@ -327,17 +396,45 @@ class AsyncRohrpostConsumer(RohrpostConsumerMixin, AsyncWebsocketConsumer):
         )
         if isinstance(call, str):
             frames = [call]
+        elif self._rohrpost_auth is not None and (
+            refusal := await self._rohrpost_aauthenticate(call)
+        ):
+            frames = [refusal]
         elif call.mode == "inline":
             frames = self._rohrpost_run_inline(call)
+        elif self._rohrpost_max_in_flight > 1:
+            await self._rohrpost_astart(call)
+            return
         else:
-            if call.mode == "async":
-                await _aclose_old_connections()
-                reply = await call.arun(self)
-            else:
-                reply = await call.arun(self, database_sync_to_async(call.handler))
+            reply = await self._rohrpost_acall(call)
             frames = [] if reply is None else [reply]
         for text in frames:
             await self.send(text_data=text)
+
+    async def _rohrpost_acall(self, call: Call) -> str | None:
+        if call.mode == "async":
+            await _aclose_old_connections()
+            return await call.arun(self)
+        return await call.arun(self, database_sync_to_async(call.handler))
+
+    async def _rohrpost_astart(self, call: Call) -> None:
+        """Start a handler beside the ones running, once fewer than the maximum run."""
+        in_flight = self._rohrpost_in_flight
+        while len(in_flight) >= self._rohrpost_max_in_flight:
+            done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            in_flight.difference_update(done)
+        task = asyncio.get_running_loop().create_task(self._rohrpost_aanswer(call))
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
+
+    async def _rohrpost_aanswer(self, call: Call) -> None:
+        reply = await self._rohrpost_acall(call)
+        if reply is None:
+            return
+        try:
+            await self.send(text_data=reply)
+        except Exception:  # the client went away while the handler ran
+            logger.info("Dropped the reply to request id %r", call.request["id"], exc_info=True)
 
     # 4.x handlers call `consumer.send(...)` and `consumer.close()` from sync code.
     # Under this consumer they run in a worker thread, where calling the async
@@ -371,6 +468,8 @@ class AsyncRohrpostConsumer(RohrpostConsumerMixin, AsyncWebsocketConsumer):
         await self.close(code=code)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        if self._rohrpost_in_flight:
+            await asyncio.wait(self._rohrpost_in_flight)
         await self._aleave_all_groups()
         await super().websocket_disconnect(message)
 

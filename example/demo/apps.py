@@ -6,10 +6,11 @@ from django.apps import AppConfig
 
 
 class DemoConfig(AppConfig):
-    """Imports :mod:`demo.handlers`, whose decorators add to rohrpost's registry."""
+    """Imports the handler modules, whose decorators add to rohrpost's registry."""
 
     name = "demo"
     verbose_name = "rohrpost demo"
+    default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from demo import handlers  # noqa: F401 - imported for its registrations
+        from demo import board, handlers, signals  # noqa: F401 - imported for their registrations

@@ -84,6 +84,17 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+# The JavaScript client, served as /static/rohrpost/rohrpost.js (no build step).
+STATICFILES_DIRS = [("rohrpost", BASE_DIR.parent / "clients" / "js" / "src")]
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "index"
+LOGOUT_REDIRECT_URL = "index"
+
+ROHRPOST = {
+    # Clients may authenticate with a token in `auth_jwt` (see demo.auth).
+    "AUTHENTICATE": "demo.auth.user_for_token",
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LOGGING = {

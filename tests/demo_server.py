@@ -1,0 +1,117 @@
+"""A demo server for tests: started the way ``make demo`` starts it, on a free port.
+
+:func:`run_demo` runs ``manage.py migrate`` and then uvicorn from ``example/``
+with ``DJANGO_SETTINGS_MODULE=demo.settings``, its SQLite database in the
+given directory (``DEMO_DB_PATH``, so ``example/db.sqlite3`` is never
+touched) and the in-memory channel layer. Every wait is bounded and the
+server is killed at the end. The demo, client and browser tests share it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+EXAMPLE_DIR = Path(__file__).resolve().parent.parent / "example"
+WS_PATH = "/ws/rohrpost/"
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class DemoServer:
+    """A running demo server process and where to reach it."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    #: The server's SQLite file: run ``manage.py`` with ``DEMO_DB_PATH`` set to it.
+    db_path: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}{WS_PATH}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_until_listening(server: DemoServer) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"The demo server exited early:\n{server.log()}")
+        try:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"The demo server did not listen within {START_TIMEOUT} s:\n{server.log()}")
+
+
+@contextmanager
+def run_demo(directory: Path) -> Iterator[DemoServer]:
+    """Migrate a fresh database in ``directory`` and serve the demo as ``make demo`` does."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "demo.settings",
+        "DEMO_DB_PATH": str(directory / "demo.sqlite3"),
+    }
+    env.pop("REDIS_URL", None)  # the zero-setup path: the in-memory channel layer
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "--verbosity", "0"],
+        cwd=EXAMPLE_DIR,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    port = _free_port()
+    log_path = directory / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "demo.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--lifespan",
+                "off",
+            ],
+            cwd=EXAMPLE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    server = DemoServer(process, port, log_path, directory / "demo.sqlite3")
+    try:
+        _wait_until_listening(server)
+        yield server
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=STOP_TIMEOUT)

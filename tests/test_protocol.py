@@ -12,6 +12,8 @@ import sys
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rohrpost import encoding, protocol
 from rohrpost.protocol import FrameError, Limits, parse_request
@@ -460,6 +462,21 @@ def test_brackets_inside_strings_do_not_count_as_depth() -> None:
     frame = json.dumps({"id": 1, "type": "x", "data": "[{" * 100})
 
     assert parse_request(frame) == {"id": 1, "type": "x", "data": "[{" * 100}
+
+
+@given(st.text(alphabet='"\\[]{}ab\n', max_size=60))
+def test_the_string_pattern_matches_what_the_plain_json_string_pattern_matches(
+    text: str,
+) -> None:
+    # _JSON_STRING is written unrolled for speed; it must strip the same strings.
+    plain = re.compile(r'"(?:[^"\\]|\\.)*"?', re.DOTALL)
+    assert protocol._JSON_STRING.sub("", text) == plain.sub("", text)
+
+
+def test_a_quarter_megabyte_string_of_brackets_is_plain_data() -> None:
+    frame = json.dumps({"id": 1, "type": "x", "data": "[" * 250_000 + '\\"{'})
+
+    assert parse_request(frame) == {"id": 1, "type": "x", "data": "[" * 250_000 + '\\"{'}
 
 
 def test_deep_nesting_in_a_request_without_id_reports_the_missing_id() -> None:

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 import pytest
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
 from rohrpost.consumers import AsyncRohrpostConsumer, SyncRohrpostConsumer
@@ -258,6 +259,43 @@ async def test_nothing_is_sent_after_the_flood_close(
         # A frame the server had already read when it closed: it must not be answered.
         await send_ping(communicator, 4)
         assert await communicator.receive_nothing(timeout=0.1)
+
+
+@pytest.mark.django_db(transaction=True)  # the `join` handler runs off the event loop
+async def test_the_flood_close_ends_the_consumer_as_a_disconnect_does(
+    settings: Any, consumer_class: ConsumerClass, registry: HandlerRegistry
+) -> None:
+    """The consumer stops at once: groups left, ``disconnect()`` called, no more reading."""
+    settings.ROHRPOST = {"RATE_LIMIT": {"RATE": 1, "BURST": 1}, "FLOOD_CLOSE_AFTER": 1}
+    disconnected: list[int] = []
+
+    @registry.handler("join")
+    async def join(consumer: Any, request: dict[str, Any]) -> str:
+        await consumer.aadd_to_group("room")
+        return "joined"
+
+    class Recording(consumer_class):  # type: ignore[valid-type, misc]
+        def disconnect(self, code: int) -> Any:
+            disconnected.append(code)
+            return super().disconnect(code)
+
+    communicator = WebsocketCommunicator(Recording.as_asgi(), "/ws/")
+    assert (await communicator.connect(timeout=1))[0]
+    await get_channel_layer().group_add("room", "someone-else")
+    await communicator.send_to(text_data=json.dumps({"id": 1, "type": "join"}))
+    assert (await receive_json(communicator))["data"] == "joined"
+    assert len(get_channel_layer().groups["room"]) == 2
+    for request_id in (2, 3):
+        await send_ping(communicator, request_id)
+    assert await receive_json(communicator) == REFUSAL
+    assert await receive_json(communicator) == REFUSAL
+    assert await communicator.receive_output(timeout=1) == {
+        "type": "websocket.close",
+        "code": CLOSE_FLOODING,
+    }
+    await communicator.wait(timeout=1)  # the application returned without a disconnect event
+    assert disconnected == [CLOSE_FLOODING]
+    assert list(get_channel_layer().groups["room"]) == ["someone-else"]
 
 
 async def test_a_refused_frame_is_not_decoded(settings: Any, consumer_class: ConsumerClass) -> None:

@@ -100,6 +100,10 @@ class RohrpostConsumerMixin:
             await self._rohrpost_asend(FrameGate.refusal)
             if admission == "close":
                 await self._rohrpost_aclose(CLOSE_FLOODING)
+                # Stop here, as if the client had gone: the frames it already
+                # sent are not dispatched, and the ASGI server, no longer asked
+                # for more, stops reading the socket (backpressure).
+                await self.dispatch({"type": "websocket.disconnect", "code": CLOSE_FLOODING})
         return False
 
     def rohrpost_deliver(self, text: str) -> None:
@@ -322,6 +326,7 @@ class SyncRohrpostConsumer(RohrpostConsumerMixin, WebsocketConsumer):
             self.send(text_data=FrameGate.refusal)
             if admission == "close":
                 self.close(code=CLOSE_FLOODING)
+                self.websocket_disconnect({"type": "websocket.disconnect", "code": CLOSE_FLOODING})
             return
         if self._rohrpost_auth is None:
             handle_rohrpost_message(

@@ -226,6 +226,7 @@ def _too_deep(
 _JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
 _NOT_A_BRACKET = re.compile(r"[^\[\]{}]+")
 _BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+_OPENING_RUN = "[{ \t\n\r"
 
 
 def _text_depth(text: str) -> int:
@@ -234,6 +235,11 @@ def _text_depth(text: str) -> int:
     Exact for valid JSON; for invalid JSON never less than the depth a decoder
     reaches before it fails.
     """
+    # The classic bomb opens with a run of brackets: counted at C speed, no regex.
+    opening = text[: len(text) - len(text.lstrip(_OPENING_RUN))]
+    leading = opening.count("[") + opening.count("{")
+    if leading > MAX_DEPTH_BOUND:
+        return leading
     brackets = _NOT_A_BRACKET.sub("", _JSON_STRING.sub("", text))
     step = _BRACKET_STEP.__getitem__
     depth = deepest = 0

@@ -15,6 +15,7 @@ VALID_SETTING: dict[str, Any] = {
     "MAX_DEPTH": 8,
     "RATE_LIMIT": {"RATE": 5, "BURST": 10},
     "FLOOD_CLOSE_AFTER": 3,
+    "FLOOD_COOLDOWN": 2.5,
     "BATCH_GROUP_MESSAGES": False,
     "PUBLISH_WINDOW": 0.5,
     "MAX_IN_FLIGHT": 8,
@@ -29,6 +30,7 @@ def test_defaults_are_the_documented_values() -> None:
         "MAX_DEPTH": 32,
         "RATE_LIMIT": {"RATE": 100.0, "BURST": 200},
         "FLOOD_CLOSE_AFTER": 100,
+        "FLOOD_COOLDOWN": 10.0,
         "BATCH_GROUP_MESSAGES": True,
         "PUBLISH_WINDOW": 0.02,
         "MAX_IN_FLIGHT": 1,
@@ -97,6 +99,7 @@ def test_get_returns_none_for_a_rate_limit_turned_off(settings: Any) -> None:
         ("MAX_DEPTH", MAX_DEPTH_BOUND + 1),
         ("RATE_LIMIT", {"RATE": 0, "BURST": 10}),
         ("FLOOD_CLOSE_AFTER", True),
+        ("FLOOD_COOLDOWN", -1),
         ("BATCH_GROUP_MESSAGES", "yes"),
         ("PUBLISH_WINDOW", -1),
         ("MAX_IN_FLIGHT", 0),
@@ -137,7 +140,7 @@ def test_a_setting_that_is_not_a_dict_is_one_problem(value: Any, type_name: str)
 def test_an_unknown_key_is_a_problem_that_lists_the_known_keys() -> None:
     assert conf.problems({"MAX_FRAME_SIZE": 10}) == [
         "ROHRPOST has an unknown key 'MAX_FRAME_SIZE'; the keys are: AUTHENTICATE, "
-        "BATCH_GROUP_MESSAGES, FLOOD_CLOSE_AFTER, MAX_DEPTH, MAX_FRAME_BYTES, MAX_IN_FLIGHT, "
+        "BATCH_GROUP_MESSAGES, FLOOD_CLOSE_AFTER, FLOOD_COOLDOWN, MAX_DEPTH, MAX_FRAME_BYTES, MAX_IN_FLIGHT, "
         "PUBLISH_WINDOW, RATE_LIMIT, REQUIRE_AUTHENTICATION."
     ]
 
@@ -332,4 +335,16 @@ def test_authenticate_rejects_what_does_not_name_a_callable(value: Any, says: st
 def test_require_authentication_rejects_what_is_not_a_bool(value: Any) -> None:
     assert only_problem("REQUIRE_AUTHENTICATION", value) == (
         f"ROHRPOST['REQUIRE_AUTHENTICATION'] must be True or False, not {value!r}."
+    )
+
+
+@pytest.mark.parametrize("value", [0, 0.5, 10, 3600])
+def test_flood_cooldown_accepts_seconds_from_0_to_an_hour(value: float) -> None:
+    assert only_problem("FLOOD_COOLDOWN", value) is None
+
+
+@pytest.mark.parametrize("value", [-1, 3601, math.inf, math.nan, True, "10", None])
+def test_flood_cooldown_rejects_anything_else(value: Any) -> None:
+    assert only_problem("FLOOD_COOLDOWN", value) == (
+        f"ROHRPOST['FLOOD_COOLDOWN'] must be a number of seconds from 0 to 3600, not {value!r}."
     )

@@ -15,7 +15,7 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
 from rohrpost.consumers import AsyncRohrpostConsumer, SyncRohrpostConsumer
-from rohrpost.limits import CLOSE_FLOODING, FrameGate, TokenBucket
+from rohrpost.limits import CLOSE_FLOODING, COOLDOWN, FloodCooldown, FrameGate, TokenBucket
 from rohrpost.protocol import Limits
 from rohrpost.registry import HandlerRegistry
 from tests.communicators import connect
@@ -461,3 +461,106 @@ async def test_class_level_limits_win_over_the_settings(
             "error": "The frame is larger than 100 bytes.",
             "code": "too_large",
         }
+
+
+# --- the cooldown after a flood close -----------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def client_scope(address: str) -> dict[str, Any]:
+    return {"type": "websocket", "client": (address, 50000)}
+
+
+def test_a_recorded_address_is_refused_until_the_cooldown_ends() -> None:
+    clock = FakeClock()
+    cooldown = FloodCooldown(clock=clock)
+    assert not cooldown.refuses(client_scope("10.0.0.1"), 10)
+    cooldown.record(client_scope("10.0.0.1"))
+    assert cooldown.refuses(client_scope("10.0.0.1"), 10)
+    assert not cooldown.refuses(client_scope("10.0.0.2"), 10)
+    clock.now += 9.9
+    assert cooldown.refuses(client_scope("10.0.0.1"), 10)
+    clock.now += 0.1
+    assert not cooldown.refuses(client_scope("10.0.0.1"), 10)
+    assert cooldown.closed_at == {}  # forgotten once expired
+
+
+@pytest.mark.parametrize("scope", [{}, {"client": None}, {"client": ()}, {"client": [None, 1]}])
+def test_a_scope_without_a_client_address_is_never_recorded_or_refused(
+    scope: dict[str, Any],
+) -> None:
+    cooldown = FloodCooldown()
+    cooldown.record(scope)
+    assert cooldown.closed_at == {}
+    cooldown.record(client_scope("10.0.0.1"))
+    assert not cooldown.refuses(scope, 10)
+
+
+def test_the_cooldown_remembers_a_bounded_number_of_addresses() -> None:
+    cooldown = FloodCooldown(max_entries=3)
+    for last in range(5):
+        cooldown.record(client_scope(f"10.0.0.{last}"))
+    cooldown.record(client_scope("10.0.0.2"))  # again: now the newest
+    assert list(cooldown.closed_at) == ["10.0.0.3", "10.0.0.4", "10.0.0.2"]
+
+
+@pytest.fixture
+def cooldown() -> Any:
+    """The process's cooldown record, empty before and after the test."""
+    COOLDOWN.closed_at.clear()
+    yield COOLDOWN
+    COOLDOWN.closed_at.clear()
+
+
+async def flood_close(consumer_class: ConsumerClass, address: str) -> None:
+    communicator = WebsocketCommunicator(consumer_class.as_asgi(), "/ws/")
+    communicator.scope["client"] = (address, 40000)
+    assert (await communicator.connect(timeout=1))[0]
+    for request_id in (1, 2, 3):
+        await send_ping(communicator, request_id)
+    for _ in range(3):
+        await communicator.receive_output(timeout=1)
+    assert await communicator.receive_output(timeout=1) == {
+        "type": "websocket.close",
+        "code": CLOSE_FLOODING,
+    }
+    await communicator.wait(timeout=1)
+
+
+async def try_connect(consumer_class: ConsumerClass, address: str) -> bool:
+    communicator = WebsocketCommunicator(consumer_class.as_asgi(), "/ws/")
+    communicator.scope["client"] = (address, 40001)
+    connected, _ = await communicator.connect(timeout=1)
+    await communicator.disconnect(timeout=1)
+    return bool(connected)
+
+
+async def test_a_flood_closed_address_may_not_reconnect_for_a_while(
+    settings: Any, consumer_class: ConsumerClass, cooldown: FloodCooldown
+) -> None:
+    settings.ROHRPOST = {"RATE_LIMIT": {"RATE": 1, "BURST": 1}, "FLOOD_CLOSE_AFTER": 1}
+    await flood_close(consumer_class, "10.1.1.1")
+    assert "10.1.1.1" in cooldown.closed_at
+    assert not await try_connect(consumer_class, "10.1.1.1")  # refused before accept: HTTP 403
+    assert await try_connect(consumer_class, "10.1.1.2")
+    cooldown.closed_at["10.1.1.1"] -= 10.0  # the cooldown has passed
+    assert await try_connect(consumer_class, "10.1.1.1")
+
+
+async def test_a_zero_cooldown_lets_a_flooder_straight_back_in(
+    settings: Any, consumer_class: ConsumerClass, cooldown: FloodCooldown
+) -> None:
+    settings.ROHRPOST = {
+        "RATE_LIMIT": {"RATE": 1, "BURST": 1},
+        "FLOOD_CLOSE_AFTER": 1,
+        "FLOOD_COOLDOWN": 0,
+    }
+    await flood_close(consumer_class, "10.1.1.3")
+    assert await try_connect(consumer_class, "10.1.1.3")

@@ -7,6 +7,7 @@ Every key is optional::
         "MAX_DEPTH": 32,                    # deeper nesting: error `too_deep`
         "RATE_LIMIT": {"RATE": 100, "BURST": 200},  # frames per second per connection
         "FLOOD_CLOSE_AFTER": 100,           # refused frames in one second: close 4029
+        "FLOOD_COOLDOWN": 10.0,             # seconds a flood-closed address may not reconnect
         "BATCH_GROUP_MESSAGES": True,       # change-feed pushes share channel-layer events
         "PUBLISH_WINDOW": 0.02,             # seconds between change-feed sends under load
         "MAX_IN_FLIGHT": 1,                 # handlers one connection may run at once
@@ -35,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_DEPTH": 32,
     "RATE_LIMIT": {"RATE": 100.0, "BURST": 200},
     "FLOOD_CLOSE_AFTER": 100,
+    "FLOOD_COOLDOWN": 10.0,
     "BATCH_GROUP_MESSAGES": True,
     "PUBLISH_WINDOW": 0.02,
     "MAX_IN_FLIGHT": 1,
@@ -116,6 +118,9 @@ def _problem(name: str, value: Any) -> str | None:
     elif name == "FLOOD_CLOSE_AFTER":
         if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
             return f"must be a positive integer (refused frames per second), not {value!r}."
+    elif name == "FLOOD_COOLDOWN":
+        if not (_is_number(value) and 0 <= value <= 3600):
+            return f"must be a number of seconds from 0 to 3600, not {value!r}."
     elif name == "BATCH_GROUP_MESSAGES":
         if not isinstance(value, bool):
             return f"must be True or False, not {value!r}."

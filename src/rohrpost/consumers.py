@@ -29,7 +29,7 @@ from rohrpost import conf, control, encoding
 from rohrpost import handlers as _builtin_handlers  # noqa: F401 - registers "ping"
 from rohrpost.auth import CLOSE_UNAUTHENTICATED, Authenticator
 from rohrpost.dispatch import Call, prepare_call
-from rohrpost.limits import CLOSE_FLOODING, FrameGate
+from rohrpost.limits import CLOSE_FLOODING, COOLDOWN, FrameGate
 from rohrpost.main import handle_rohrpost_message, run_call
 from rohrpost.message import GROUP_EVENT_TYPE
 from rohrpost.protocol import Limits, generate_id
@@ -72,6 +72,7 @@ class RohrpostConsumerMixin:
             max_frame_bytes=conf.get("MAX_FRAME_BYTES"), max_depth=conf.get("MAX_DEPTH")
         )
         self._rohrpost_gate = FrameGate.from_settings()
+        self._rohrpost_cooldown: float = conf.get("FLOOD_COOLDOWN")
         self._rohrpost_auth = Authenticator.from_settings()
         # The private group of the connection's user, once joined (see rohrpost.control).
         self._rohrpost_user_group: str | None = None
@@ -99,6 +100,7 @@ class RohrpostConsumerMixin:
         if admission != "drop":
             await self._rohrpost_asend(FrameGate.refusal)
             if admission == "close":
+                COOLDOWN.record(self.scope)  # type: ignore[attr-defined]
                 await self._rohrpost_aclose(CLOSE_FLOODING)
                 # Stop here, as if the client had gone: the frames it already
                 # sent are not dispatched, and the ASGI server, no longer asked
@@ -226,6 +228,10 @@ class RohrpostConsumerMixin:
             logger.warning("Ignoring channel-layer event of unknown type %r", event_type)
             return
         if event_type == "websocket.connect":
+            if self._rohrpost_cooldown and COOLDOWN.refuses(self.scope, self._rohrpost_cooldown):  # type: ignore[attr-defined]
+                # A client closed for flooding moments ago: refuse the handshake (HTTP 403).
+                await self._rohrpost_asgi_send({"type": "websocket.close"})
+                return
             if await self._rohrpost_arefuse_anonymous():
                 return
             # Before connect() accepts: from then on the server can reach the connection.
@@ -325,6 +331,7 @@ class SyncRohrpostConsumer(RohrpostConsumerMixin, WebsocketConsumer):
                 return
             self.send(text_data=FrameGate.refusal)
             if admission == "close":
+                COOLDOWN.record(self.scope)
                 self.close(code=CLOSE_FLOODING)
                 self.websocket_disconnect({"type": "websocket.disconnect", "code": CLOSE_FLOODING})
             return

@@ -5,17 +5,23 @@ frames at once (``ROHRPOST["RATE_LIMIT"]``). A frame over the limit is not
 decoded: it is answered with the error ``rate_limited``. A client that goes
 on flooding, more than ``ROHRPOST["FLOOD_CLOSE_AFTER"]`` refused frames within
 one second, is disconnected with close code :data:`CLOSE_FLOODING` (4029).
+
+A flooder that reconnects would get a fresh burst each time, so for
+``ROHRPOST["FLOOD_COOLDOWN"]`` seconds after such a close the server refuses
+new connections from the same client address (:class:`FloodCooldown`): the
+WebSocket handshake is answered with HTTP 403 before any consumer work.
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Final, Literal
 
 from rohrpost import conf, protocol
 
-__all__ = ["CLOSE_FLOODING", "FrameGate", "TokenBucket"]
+__all__ = ["CLOSE_FLOODING", "COOLDOWN", "FloodCooldown", "FrameGate", "TokenBucket"]
 
 #: Close code for a connection that kept flooding past the rate limit.
 CLOSE_FLOODING: Final = 4029
@@ -99,3 +105,57 @@ class FrameGate:
             self.closed = True
             return "close"
         return "refuse"
+
+
+class FloodCooldown:
+    """The client addresses whose connection was closed for flooding, and when.
+
+    One per process (:data:`COOLDOWN`). The address is the ASGI scope's
+    ``client`` host: behind a reverse proxy, run the server with its proxy
+    headers option (``uvicorn --proxy-headers``, ``daphne --proxy-headers``)
+    so that it is the client's own address, not the proxy's. At most
+    ``max_entries`` addresses are remembered; the oldest go first.
+    """
+
+    __slots__ = ("clock", "closed_at", "max_entries")
+
+    def __init__(
+        self, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.clock = clock
+        self.max_entries = max_entries
+        self.closed_at: OrderedDict[str, float] = OrderedDict()
+
+    def record(self, scope: Any) -> None:
+        """Remember that the connection of ``scope`` was closed for flooding."""
+        address = _client_address(scope)
+        if address is None:
+            return
+        self.closed_at[address] = self.clock()
+        self.closed_at.move_to_end(address)
+        while len(self.closed_at) > self.max_entries:
+            self.closed_at.popitem(last=False)
+
+    def refuses(self, scope: Any, seconds: float) -> bool:
+        """Whether a new connection from the client of ``scope`` is refused for now."""
+        if not self.closed_at:
+            return False
+        address = _client_address(scope)
+        closed_at = self.closed_at.get(address) if address is not None else None
+        if closed_at is None:
+            return False
+        if self.clock() - closed_at < seconds:
+            return True
+        del self.closed_at[address]  # type: ignore[arg-type]
+        return False
+
+
+def _client_address(scope: Any) -> str | None:
+    client = scope.get("client")
+    if isinstance(client, list | tuple) and client and isinstance(client[0], str):
+        return client[0]
+    return None
+
+
+#: The process's record of flood-closed client addresses.
+COOLDOWN = FloodCooldown()

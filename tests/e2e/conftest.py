@@ -15,8 +15,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
@@ -140,7 +141,10 @@ def endpoint(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-Connect = Callable[[str], Awaitable[ClientConnection]]
+class Connect(Protocol):
+    """``await ws_connect(endpoint, source=...)``: a connection from a loopback address."""
+
+    def __call__(self, name: str, source: str = ...) -> Awaitable[ClientConnection]: ...
 
 
 @pytest.fixture
@@ -151,9 +155,14 @@ async def ws_connect(e2e_server: E2EServer) -> AsyncIterator[Connect]:
     """
     opened: list[ClientConnection] = []
 
-    async def open_connection(name: str) -> ClientConnection:
+    async def open_connection(name: str, source: str = "127.0.0.1") -> ClientConnection:
+        # Flood tests connect from other loopback addresses (all of 127/8 is
+        # loopback on Linux): the server refuses a flood-closed address for a while.
         connection = await connect(
-            e2e_server.url(name), open_timeout=IO_SECONDS, close_timeout=IO_SECONDS
+            e2e_server.url(name),
+            open_timeout=IO_SECONDS,
+            close_timeout=IO_SECONDS,
+            local_addr=(source, 0),
         )
         opened.append(connection)
         return connection

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.e2e.conftest import Connect
 from tests.e2e.wire import IO_SECONDS, assert_ping_works, call
@@ -28,6 +28,14 @@ BURST = 200
 FLOOD_CLOSE_AFTER = 100
 #: Bound on the whole flood: sending, reading to the close.
 FLOOD_SECONDS = 10.0
+#: Where each test's flooder connects from, per endpoint: a flood-closed address
+#: is refused for ROHRPOST["FLOOD_COOLDOWN"] (10 s), so no two floods share one.
+FLOODER_ADDRESS = {
+    ("refused", "async"): "127.0.0.2",
+    ("refused", "sync"): "127.0.0.3",
+    ("neighbour", "async"): "127.0.0.4",
+    ("neighbour", "sync"): "127.0.0.5",
+}
 
 
 async def flood(connection: ClientConnection) -> None:
@@ -53,7 +61,7 @@ async def read_until_closed(connection: ClientConnection) -> tuple[list[Any], Co
 async def test_a_flooding_client_is_refused_then_closed_4029(
     ws_connect: Connect, endpoint: str
 ) -> None:
-    connection = await ws_connect(endpoint)
+    connection = await ws_connect(endpoint, FLOODER_ADDRESS["refused", endpoint])
 
     await asyncio.wait_for(flood(connection), FLOOD_SECONDS)
     received, closed = await asyncio.wait_for(read_until_closed(connection), FLOOD_SECONDS)
@@ -75,7 +83,7 @@ async def test_a_flooding_client_is_refused_then_closed_4029(
 async def test_a_well_behaved_client_is_served_during_and_after_a_flood(
     ws_connect: Connect, endpoint: str
 ) -> None:
-    flooder = await ws_connect(endpoint)
+    flooder = await ws_connect(endpoint, FLOODER_ADDRESS["neighbour", endpoint])
     neighbour = await ws_connect(endpoint)
 
     async def ping_steadily(stop: asyncio.Event) -> int:
@@ -107,5 +115,9 @@ async def test_a_well_behaved_client_is_served_during_and_after_a_flood(
     # After the flood: the neighbour's connection is healthy and never rate limited.
     for request_id in range(5):
         await assert_ping_works(neighbour, f"after-{request_id}")
-    # The flooder may come back: a new connection has a full bucket.
-    await assert_ping_works(await ws_connect(endpoint), "reconnected")
+    # The flooder's address is refused at the handshake for a while (HTTP 403)...
+    with pytest.raises(InvalidStatus) as refused:
+        await ws_connect(endpoint, FLOODER_ADDRESS["neighbour", endpoint])
+    assert refused.value.response.status_code == 403
+    # ...while other clients connect as usual.
+    await assert_ping_works(await ws_connect(endpoint), "new client")

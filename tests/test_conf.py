@@ -140,8 +140,8 @@ def test_a_setting_that_is_not_a_dict_is_one_problem(value: Any, type_name: str)
 def test_an_unknown_key_is_a_problem_that_lists_the_known_keys() -> None:
     assert conf.problems({"MAX_FRAME_SIZE": 10}) == [
         "ROHRPOST has an unknown key 'MAX_FRAME_SIZE'; the keys are: AUTHENTICATE, "
-        "BATCH_GROUP_MESSAGES, FLOOD_CLOSE_AFTER, FLOOD_COOLDOWN, MAX_DEPTH, MAX_FRAME_BYTES, MAX_IN_FLIGHT, "
-        "PUBLISH_WINDOW, RATE_LIMIT, REQUIRE_AUTHENTICATION."
+        "BATCH_GROUP_MESSAGES, FLOOD_CLOSE_AFTER, FLOOD_COOLDOWN, MAX_DEPTH, MAX_FRAME_BYTES, "
+        "MAX_IN_FLIGHT, PUBLISH_WINDOW, RATE_LIMIT, REQUIRE_AUTHENTICATION."
     ]
 
 

@@ -124,6 +124,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="do not run the change-feed benchmark (python -m bench.changefeed) afterwards",
     )
+    parser.add_argument(
+        "--skip-flood",
+        action="store_true",
+        help="do not run the flood benchmark (python -m bench.flood) afterwards",
+    )
     args = parser.parse_args(argv)
     if args.rounds is None:
         args.rounds = 10 if args.quick else 120
@@ -483,6 +488,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print()
         code = changefeed.main(["--quick"] if args.quick else []) or code
+    if not args.skip_flood:
+        from bench import flood
+
+        print()
+        code = flood.main(["--quick"] if args.quick else []) or code
     return code
 
 

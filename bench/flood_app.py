@@ -1,0 +1,113 @@
+"""The ASGI application the flood benchmark serves: both consumers with default limits.
+
+Run by :mod:`bench.flood` as ``uvicorn bench.flood_app:application``. There is
+no ``ROHRPOST`` setting: the server runs with rohrpost's defaults, which are
+what the benchmark measures (100 frames per second per connection, bursts of
+200, close 4029 after more than 100 refusals in one second, 256 KiB frames,
+32 levels of nesting).
+
+==========  ==============================================================
+path        what
+==========  ==============================================================
+``/async``  :class:`rohrpost.AsyncRohrpostConsumer` (the built-in ``ping``)
+``/sync``   :class:`rohrpost.SyncRohrpostConsumer` (the built-in ``ping``)
+``/rss``    ``GET``: the process's resident set size (``VmRSS``) and its
+            peak (``VmHWM``) in bytes, from ``/proc/self/status``, and a few
+            facts about the server
+==========  ==============================================================
+
+With ``BENCH_GC_FREEZE=1`` in the environment the server calls ``gc.freeze()``
+once it is set up (``python -m bench.flood --gc-freeze``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import django
+from django.conf import settings
+
+settings.configure(
+    DEBUG=False,
+    SECRET_KEY="rohrpost-bench-not-secret",  # noqa: S106 - a local benchmark server
+    ALLOWED_HOSTS=["127.0.0.1", "localhost"],
+    INSTALLED_APPS=["channels", "rohrpost"],
+    DATABASES={},
+    # Every connection gets a channel, as in a deployment with groups.
+    CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}},
+    USE_TZ=True,
+    LOGGING_CONFIG=None,
+)
+django.setup()
+
+# Channels and rohrpost read the settings on import: both come after setup().
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from rohrpost import AsyncRohrpostConsumer, SyncRohrpostConsumer  # noqa: E402
+from rohrpost import encoding as rohrpost_encoding  # noqa: E402
+
+__all__ = ["application", "memory_usage"]
+
+if os.environ.get("BENCH_GC_FREEZE"):
+    # What `python -m bench.flood --gc-freeze` measures: everything loaded so far moves
+    # to the permanent generation, so a full collection no longer walks it.
+    gc.collect()
+    gc.freeze()
+
+
+def memory_usage() -> dict[str, int]:
+    """Return this process's ``VmRSS`` and ``VmHWM`` from ``/proc/self/status``, in bytes."""
+    found = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            kilobytes, unit = value.split()
+            assert unit == "kB", f"unexpected unit in /proc/self/status: {line!r}"
+            found[name] = int(kilobytes) * 1024
+    return {"rss_bytes": found["VmRSS"], "peak_rss_bytes": found["VmHWM"]}
+
+
+def _server_facts() -> dict[str, Any]:
+    import uvicorn
+    from uvicorn.protocols.websockets.auto import AutoWebSocketsProtocol
+
+    loop = asyncio.get_running_loop()
+    return {
+        "codec": rohrpost_encoding.DEFAULT.name,
+        "uvicorn": uvicorn.__version__,
+        "loop": f"{type(loop).__module__}.{type(loop).__name__}",
+        "ws": getattr(AutoWebSocketsProtocol, "__name__", None),
+        "pid": os.getpid(),
+        "gc_frozen_objects": gc.get_freeze_count(),
+    }
+
+
+async def _http(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answer ``GET /rss`` with the process's memory use; anything else is a 404."""
+    if scope["path"] == "/rss":
+        body = json.dumps(memory_usage() | _server_facts()).encode()
+        status = 200
+    else:
+        body, status = b"not found", 404
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+application = ProtocolTypeRouter(
+    {
+        "http": _http,
+        "websocket": URLRouter(
+            [
+                path("async", AsyncRohrpostConsumer.as_asgi()),
+                path("sync", SyncRohrpostConsumer.as_asgi()),
+            ]
+        ),
+    }
+)

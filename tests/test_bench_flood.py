@@ -1,0 +1,106 @@
+"""Smoke test of the flood benchmark (``python -m bench.flood``) in a tiny configuration.
+
+It starts the real uvicorn server and the real flooding process, so it proves
+that the benchmark runs and that it checks every answer; it asserts nothing
+about timing (the targets are for a full run on a quiet machine).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from bench import flood
+
+from rohrpost import protocol
+
+pytestmark = pytest.mark.e2e
+
+TINY = flood.FloodConfig(pingers=3, rounds=20, warm_up_rounds=2, bomb_repeats=1)
+PHASES = ("baseline", "flooded", "during_bombs", "during_heavy_frames")
+#: What each bomb must be answered with: its error code (or pong), never anything else.
+EXPECTED = {bomb.name: bomb.expected for bomb in flood.BOMBS + flood.HEAVY_FRAMES}
+
+
+@pytest.fixture(scope="module")
+def tiny_run() -> dict[str, Any]:
+    return flood.measure(TINY)
+
+
+def test_every_path_runs_every_phase_without_a_wrong_answer(tiny_run: dict[str, Any]) -> None:
+    assert set(tiny_run["paths"]) == {"async", "sync"}
+    for name, result in tiny_run["paths"].items():
+        assert result["failure"] is None, f"{name}: {result['failure']}"
+        for phase in PHASES:
+            assert result[phase]["samples"] > 0
+            assert 0 < result[phase]["p50_ms"] <= result[phase]["p99_ms"]
+            assert result[phase]["p99_ms"] <= result[phase]["max_ms"]
+
+
+def test_every_pinger_gets_every_pong_in_the_fixed_phases(tiny_run: dict[str, Any]) -> None:
+    for result in tiny_run["paths"].values():
+        for phase in ("baseline", "flooded"):
+            assert result[phase]["samples"] == TINY.pingers * TINY.rounds
+
+
+def test_the_flooder_is_refused_and_closed_4029_and_nothing_else(
+    tiny_run: dict[str, Any],
+) -> None:
+    for result in tiny_run["paths"].values():
+        stats = result["flood"]
+        assert stats["server_closes"].get("4029", 0) >= 1
+        assert set(stats["server_closes"]) == {"4029"}
+        assert stats["abnormal_closes"] == 0
+        assert stats["wrong_replies"] == 0
+        assert stats["refusals"] > 0
+        # The burst of every connection is answered before the refusals start.
+        assert stats["pongs"] >= 200 * stats["server_closes"]["4029"]
+        assert stats["frames_sent"] > stats["pongs"] + stats["refusals"]
+
+
+def test_every_bomb_gets_its_error_reply_and_leaves_the_connection_open(
+    tiny_run: dict[str, Any],
+) -> None:
+    for result in tiny_run["paths"].values():
+        assert {bomb["bomb"] for bomb in result["bomb_results"]} == set(EXPECTED)
+        for bomb in result["bomb_results"]:
+            assert bomb["answer"] == EXPECTED[bomb["bomb"]], bomb
+            assert bomb["open_after"] is True
+            assert bomb["correct"] is True
+            assert bomb["ms"] > 0
+        deflated = [bomb for bomb in result["bomb_results"] if "deflated" in bomb["bomb"]]
+        assert [bomb["deflate_negotiated"] for bomb in deflated] == [True]
+
+
+def test_server_rss_is_read_before_during_and_after_the_flood(tiny_run: dict[str, Any]) -> None:
+    for result in tiny_run["paths"].values():
+        memory = result["memory"]
+        assert memory["rss_before_bytes"] > 10 * 2**20  # a Django process: tens of MB
+        assert memory["rss_peak_sampled_bytes"] > 0
+        assert memory["rss_after_bytes"] > 0
+        assert isinstance(memory["met"], bool)
+
+
+def test_the_report_prints_every_target(
+    tiny_run: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    flood.print_report(tiny_run)
+
+    report = capsys.readouterr().out
+    assert "FAILED" not in report
+    for name in EXPECTED:
+        assert name in report
+    assert report.count("(< 50 MB)") == 2
+
+
+def test_a_wrong_error_code_fails_the_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    wrong = flood.Bomb("NaN, expecting the wrong code", lambda: "[NaN]", protocol.TOO_DEEP)
+    monkeypatch.setattr(flood, "BOMBS", (wrong,))
+
+    data = flood.measure(
+        flood.FloodConfig(pingers=1, rounds=5, warm_up_rounds=1, bomb_repeats=1, paths=("async",))
+    )
+
+    failure = data["paths"]["async"]["failure"]
+    assert failure is not None
+    assert "NaN, expecting the wrong code" in failure

@@ -7,7 +7,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: demo test lint typecheck pytest bench clean
+JS := clients/js
+# npm ci writes this file; it is newer than the lock file once the install is done.
+JS_STAMP := $(JS)/node_modules/.package-lock.json
+
+.PHONY: demo test lint typecheck pytest jstest bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,10 +40,18 @@ pytest: $(STAMP)
 	$(BIN)/pytest --cov --cov-report=term
 	$(BIN)/coverage report --fail-under=100 --include='$(CORE_FILES)'
 
-test: lint typecheck pytest
+# The JavaScript client's tests (node --test) against a real demo server.
+$(JS_STAMP): $(JS)/package-lock.json
+	cd $(JS) && npm ci --no-audit --no-fund --loglevel=error
+
+jstest: $(STAMP) $(JS_STAMP)
+	cd $(JS) && ROHRPOST_PYTHON=$(CURDIR)/$(BIN)/python npm test
+
+test: lint typecheck pytest jstest
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage example/db.sqlite3
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage example/db.sqlite3 \
+		$(JS)/node_modules test-artifacts

@@ -70,7 +70,11 @@ def test_page_is_served_and_names_the_websocket_path(demo: DemoServer) -> None:
 def test_static_files_are_served_by_uvicorn_in_debug(demo: DemoServer) -> None:
     status, body = _get(demo.base_url + "/static/demo/demo.js")
     assert status == 200
-    assert "new WebSocket(" in body
+    assert "RohrpostClient" in body
+    # The JavaScript client itself, from clients/js/src (no build step).
+    status, body = _get(demo.base_url + "/static/rohrpost/rohrpost.js")
+    assert status == 200
+    assert "export class RohrpostClient" in body
 
 
 async def test_ping_gets_a_pong(demo: DemoServer) -> None:

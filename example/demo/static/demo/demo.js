@@ -58,7 +58,13 @@ function renderBoards() {
     const entry = document.createElement("li");
     const link = document.createElement("a");
     link.href = `#board-${item.id}`;
-    link.textContent = item.private ? `🔒 ${item.name}` : item.name;
+    link.textContent = item.name;
+    if (item.private) {
+      const badge = document.createElement("span");
+      badge.className = "badge";
+      badge.textContent = "private";
+      link.append(" ", badge);
+    }
     link.dataset.board = item.id;
     if (item.id === board.id) link.setAttribute("aria-current", "page");
     entry.append(link);

@@ -36,6 +36,20 @@ class DemoServer:
     log_path: Path
     #: The server's SQLite file: run ``manage.py`` with ``DEMO_DB_PATH`` set to it.
     db_path: Path
+    #: The channels_redis URL the server uses, or ``None`` for the in-memory layer.
+    redis_url: str | None = None
+
+    def manage_env(self) -> dict[str, str]:
+        """The environment for a ``manage.py`` command against this server's data and layer."""
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "demo.settings",
+            "DEMO_DB_PATH": str(self.db_path),
+        }
+        env.pop("REDIS_URL", None)
+        if self.redis_url is not None:
+            env["REDIS_URL"] = self.redis_url
+        return env
 
     @property
     def base_url(self) -> str:
@@ -70,14 +84,22 @@ def _wait_until_listening(server: DemoServer) -> None:
 
 
 @contextmanager
-def run_demo(directory: Path) -> Iterator[DemoServer]:
-    """Migrate a fresh database in ``directory`` and serve the demo as ``make demo`` does."""
+def run_demo(directory: Path, *, redis_url: str | None = None) -> Iterator[DemoServer]:
+    """Migrate a fresh database in ``directory`` and serve the demo as ``make demo`` does.
+
+    Args:
+        directory: Where the SQLite file and the server's log go.
+        redis_url: Serve with channels_redis at this URL (the demo's ``REDIS_URL``);
+            by default the zero-setup path, the in-memory channel layer.
+    """
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "demo.settings",
         "DEMO_DB_PATH": str(directory / "demo.sqlite3"),
     }
-    env.pop("REDIS_URL", None)  # the zero-setup path: the in-memory channel layer
+    env.pop("REDIS_URL", None)
+    if redis_url is not None:
+        env["REDIS_URL"] = redis_url
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "--verbosity", "0"],
         cwd=EXAMPLE_DIR,
@@ -107,7 +129,7 @@ def run_demo(directory: Path) -> Iterator[DemoServer]:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    server = DemoServer(process, port, log_path, directory / "demo.sqlite3")
+    server = DemoServer(process, port, log_path, directory / "demo.sqlite3", redis_url)
     try:
         _wait_until_listening(server)
         yield server

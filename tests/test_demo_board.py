@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import http.cookiejar
 import json
-import os
 import re
 import subprocess
 import sys
@@ -39,17 +38,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
 
 
 def manage(server: DemoServer, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``manage.py`` against the server's database (the in-memory layer: no live push)."""
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "demo.settings",
-        "DEMO_DB_PATH": str(server.db_path),
-    }
-    env.pop("REDIS_URL", None)
+    """Run ``manage.py`` against the server's database and channel layer."""
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=EXAMPLE_DIR,
-        env=env,
+        env=server.manage_env(),
         capture_output=True,
         text=True,
         timeout=60,
@@ -346,3 +339,22 @@ def test_a_token_for_nobody_is_refused(demo: DemoServer) -> None:
 def test_the_demo_data_has_no_pending_migrations(demo: DemoServer, tmp_path: Path) -> None:
     result = manage(demo, "makemigrations", "--check", "--dry-run", "demo")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_with_redis_a_command_in_another_process_pushes_live(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """REDIS_URL switches the demo to channels_redis: another process's ORM write is live."""
+
+    async def watch_and_edit(server: DemoServer) -> dict[str, Any]:
+        async with peer(server) as watcher:
+            data(await watcher.call("subscribe", PUBLIC))
+            # No --direct needed: with Redis the command writes through the ORM itself.
+            added = await asyncio.to_thread(manage, server, "board", "add", "over Redis")
+            assert added.returncode == 0, added.stderr
+            return await watcher.push()
+
+    with run_demo(tmp_path, redis_url=redis_url) as server:
+        change = asyncio.run(watch_and_edit(server))
+    assert change["type"] == "create"
+    assert change["object"]["title"] == "over Redis"

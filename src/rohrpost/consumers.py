@@ -29,7 +29,7 @@ from rohrpost import conf, control, encoding
 from rohrpost import handlers as _builtin_handlers  # noqa: F401 - registers "ping"
 from rohrpost.auth import CLOSE_UNAUTHENTICATED, Authenticator
 from rohrpost.dispatch import Call, prepare_call
-from rohrpost.limits import CLOSE_FLOODING, COOLDOWN, FrameGate
+from rohrpost.limits import CLOSE_FLOODING, COOLDOWN, Admission, FrameGate
 from rohrpost.main import handle_rohrpost_message, run_call
 from rohrpost.message import GROUP_EVENT_TYPE
 from rohrpost.protocol import Limits, generate_id
@@ -97,16 +97,21 @@ class RohrpostConsumerMixin:
         admission = self._rohrpost_gate.admit()
         if admission == "admit":
             return True
-        if admission != "drop":
-            await self._rohrpost_asend(FrameGate.refusal)
-            if admission == "close":
-                COOLDOWN.record(self.scope)  # type: ignore[attr-defined]
-                await self._rohrpost_aclose(CLOSE_FLOODING)
-                # Stop here, as if the client had gone: the frames it already
-                # sent are not dispatched, and the ASGI server, no longer asked
-                # for more, stops reading the socket (backpressure).
-                await self.dispatch({"type": "websocket.disconnect", "code": CLOSE_FLOODING})
+        await self._rohrpost_arefuse(admission)
         return False
+
+    async def _rohrpost_arefuse(self, admission: Admission) -> None:
+        """Answer a frame the rate limit refused; on the flood close, end the consumer."""
+        if admission == "drop":
+            return
+        await self._rohrpost_asend(FrameGate.refusal)
+        if admission == "close":
+            COOLDOWN.record(self.scope)  # type: ignore[attr-defined]
+            await self._rohrpost_aclose(CLOSE_FLOODING)
+            # Stop here, as if the client had gone: the frames it already
+            # sent are not dispatched, and the ASGI server, no longer asked
+            # for more, stops reading the socket (backpressure).
+            await self.dispatch({"type": "websocket.disconnect", "code": CLOSE_FLOODING})
 
     def rohrpost_deliver(self, text: str) -> None:
         """Send a frame from sync code (what the sync send helpers call).
@@ -327,13 +332,7 @@ class SyncRohrpostConsumer(RohrpostConsumerMixin, WebsocketConsumer):
     def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         admission = self._rohrpost_gate.admit()
         if admission != "admit":
-            if admission == "drop":
-                return
-            self.send(text_data=FrameGate.refusal)
-            if admission == "close":
-                COOLDOWN.record(self.scope)
-                self.close(code=CLOSE_FLOODING)
-                self.websocket_disconnect({"type": "websocket.disconnect", "code": CLOSE_FLOODING})
+            async_to_sync(self._rohrpost_arefuse)(admission)
             return
         if self._rohrpost_auth is None:
             handle_rohrpost_message(

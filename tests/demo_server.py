@@ -51,6 +51,24 @@ class DemoServer:
             env["REDIS_URL"] = self.redis_url
         return env
 
+    def manage(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run ``manage.py`` against this server's database and channel layer."""
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=EXAMPLE_DIR,
+            env=self.manage_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    def token(self, username: str) -> str:
+        """A token for ``username``, printed by ``manage.py demo_token``."""
+        result = self.manage("demo_token", username)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"

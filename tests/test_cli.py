@@ -13,14 +13,13 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from rohrpost.__main__ import EXIT_CODES, build_parser, main
 from rohrpost.client import Client
-from tests.demo_server import EXAMPLE_DIR, DemoServer, run_demo
-from tests.test_client import add_task, closed_port, demo_env, demo_token, next_push
+from tests.demo_server import DemoServer, run_demo
+from tests.test_client import add_task, closed_port, next_push
 
 pytestmark = pytest.mark.e2e
 
@@ -29,13 +28,8 @@ BOARD_1 = '{"type": "board", "id": 1}'
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("demo")
-
-
-@pytest.fixture(scope="module")
-def demo(demo_dir: Path) -> Iterator[DemoServer]:
-    with run_demo(demo_dir) as server:
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
+    with run_demo(tmp_path_factory.mktemp("cli")) as server:
         yield server
 
 
@@ -116,8 +110,8 @@ def test_call_error_answer_goes_to_stderr_with_status_1(demo: DemoServer) -> Non
     assert result.stderr == "rohrpost: invalid: `data` must be a list of numbers, e.g. [1, 2, 3].\n"
 
 
-def test_token_comes_from_the_option_or_the_environment(demo: DemoServer, demo_dir: Path) -> None:
-    token = demo_token(demo_dir, "bob")
+def test_token_comes_from_the_option_or_the_environment(demo: DemoServer) -> None:
+    token = demo.token("bob")
     by_option = rohrpost("call", demo.ws_url, "whoami", "--token", token)
     by_environment = rohrpost("call", demo.ws_url, "whoami", ROHRPOST_TOKEN=token)
     for result in (by_option, by_environment):
@@ -224,25 +218,13 @@ def test_listen_to_a_forbidden_group_exits_with_status_1(demo: DemoServer) -> No
 # --- the demo's management command goes through call_once -------------------------------
 
 
-def manage(demo_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=EXAMPLE_DIR,
-        env=demo_env(demo_dir),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-
-
 async def test_board_add_goes_through_the_server_and_is_pushed_live(
-    demo: DemoServer, demo_dir: Path
+    demo: DemoServer,
 ) -> None:
     async with Client(demo.ws_url) as watcher:
         await watcher.subscribe({"type": "board", "id": 1})
         result = await asyncio.to_thread(
-            manage, demo_dir, "board", "add", "From the shell", "--url", demo.ws_url
+            demo.manage, "board", "add", "From the shell", "--url", demo.ws_url
         )
         assert result.returncode == 0, result.stderr
         push = await next_push(watcher)
@@ -252,13 +234,13 @@ async def test_board_add_goes_through_the_server_and_is_pushed_live(
 
 
 def test_board_command_reports_a_refusal_and_an_unreachable_server(
-    demo: DemoServer, demo_dir: Path
+    demo: DemoServer,
 ) -> None:
-    refused = manage(demo_dir, "board", "rename", "999999", "x", "--url", demo.ws_url)
+    refused = demo.manage("board", "rename", "999999", "x", "--url", demo.ws_url)
     assert refused.returncode == 1
     assert "The server refused: not_found: There is no such task." in refused.stderr
     url = f"ws://127.0.0.1:{closed_port()}/ws/rohrpost/"
-    unreachable = manage(demo_dir, "board", "toggle", "1", "--url", url)
+    unreachable = demo.manage("board", "toggle", "1", "--url", url)
     assert unreachable.returncode == 1
     assert f"Could not reach the demo server at {url}" in unreachable.stderr
     assert "Traceback" not in refused.stderr + unreachable.stderr

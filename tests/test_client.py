@@ -13,12 +13,8 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,7 +31,7 @@ from rohrpost.client import (
     call_once,
 )
 from rohrpost.exceptions import RohrpostError
-from tests.demo_server import EXAMPLE_DIR, WS_PATH, DemoServer, run_demo
+from tests.demo_server import WS_PATH, DemoServer, run_demo
 
 pytestmark = pytest.mark.e2e
 
@@ -48,44 +44,14 @@ FAST = {"backoff_base": 0.05, "backoff_max": 0.2}
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("demo")
-
-
-@pytest.fixture(scope="module")
-def demo(demo_dir: Path) -> Iterator[DemoServer]:
-    with run_demo(demo_dir) as server:
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
+    with run_demo(tmp_path_factory.mktemp("cli")) as server:
         yield server
 
 
-def demo_env(demo_dir: Path) -> dict[str, str]:
-    """The environment ``run_demo`` gives the server: manage.py commands see its database."""
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "demo.settings",
-        "DEMO_DB_PATH": str(demo_dir / "demo.sqlite3"),
-    }
-    env.pop("REDIS_URL", None)
-    return env
-
-
-def demo_token(demo_dir: Path, username: str) -> str:
-    """A token for ``username``, printed by ``manage.py demo_token``."""
-    result = subprocess.run(
-        [sys.executable, "manage.py", "demo_token", username],
-        cwd=EXAMPLE_DIR,
-        env=demo_env(demo_dir),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    )
-    return result.stdout.strip()
-
-
 @pytest.fixture(scope="module")
-def alice_token(demo: DemoServer, demo_dir: Path) -> str:
-    return demo_token(demo_dir, "alice")
+def alice_token(demo: DemoServer) -> str:
+    return demo.token("alice")
 
 
 def closed_port() -> int:

@@ -10,8 +10,6 @@ import asyncio
 import http.cookiejar
 import json
 import re
-import subprocess
-import sys
 import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
@@ -23,7 +21,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.demo_server import EXAMPLE_DIR, DemoServer, run_demo
+from tests.demo_server import DemoServer, run_demo
 
 pytestmark = pytest.mark.e2e
 
@@ -35,19 +33,6 @@ PUBLIC = {"type": "board", "id": 1}
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
     with run_demo(tmp_path_factory.mktemp("board")) as server:
         yield server
-
-
-def manage(server: DemoServer, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``manage.py`` against the server's database and channel layer."""
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=EXAMPLE_DIR,
-        env=server.manage_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 class Peer:
@@ -99,12 +84,6 @@ async def peer(server: DemoServer, cookie: str | None = None) -> AsyncIterator[P
         yield Peer(connection)
 
 
-def token_for(server: DemoServer, username: str) -> str:
-    result = manage(server, "demo_token", username)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
-
-
 def data(reply: dict[str, Any]) -> Any:
     assert "error" not in reply, reply
     return reply.get("data")
@@ -123,7 +102,7 @@ async def test_anonymous_clients_see_the_public_board_only(demo: DemoServer) -> 
 
 
 async def test_a_token_shows_the_users_private_board(demo: DemoServer) -> None:
-    token = token_for(demo, "alice")
+    token = demo.token("alice")
     async with peer(demo) as client:
         boards = data(await client.call("boards", auth_jwt=token))
         assert [board["name"] for board in boards] == ["Everyone's board", "alice's board"]
@@ -151,7 +130,7 @@ async def test_subscriptions_are_refused_where_they_should_be(
 
 
 async def test_bob_may_not_touch_alices_board(demo: DemoServer) -> None:
-    alice, bob = token_for(demo, "alice"), token_for(demo, "bob")
+    alice, bob = demo.token("alice"), demo.token("bob")
     async with peer(demo) as client:
         boards = data(await client.call("boards", auth_jwt=alice))
         alices = boards[1]["id"]
@@ -224,7 +203,7 @@ async def test_unsubscribing_stops_the_pushes(demo: DemoServer) -> None:
 
 
 async def test_private_changes_do_not_reach_the_public_board(demo: DemoServer) -> None:
-    token = token_for(demo, "bob")
+    token = demo.token("bob")
     async with peer(demo) as bob, peer(demo) as watcher:
         data(await watcher.call("subscribe", PUBLIC))
         bobs = data(await bob.call("boards", auth_jwt=token))[1]["id"]
@@ -295,15 +274,15 @@ async def test_a_session_login_reaches_the_websocket_and_logout_closes_it(
 
 
 def test_the_command_writes_directly_when_asked(demo: DemoServer) -> None:
-    added = manage(demo, "board", "add", "from the shell", "--direct")
+    added = demo.manage("board", "add", "from the shell", "--direct")
     assert added.returncode == 0, added.stderr
     match = re.match(r"\[ \] (\d+): from the shell \(board 1\)", added.stdout)
     assert match, added.stdout
-    listed = manage(demo, "board", "list")
+    listed = demo.manage("board", "list")
     assert f"[ ] {match[1]}: from the shell" in listed.stdout
-    toggled = manage(demo, "board", "toggle", match[1], "--direct")
+    toggled = demo.manage("board", "toggle", match[1], "--direct")
     assert toggled.stdout.startswith(f"[x] {match[1]}:")
-    deleted = manage(demo, "board", "delete", match[1], "--direct")
+    deleted = demo.manage("board", "delete", match[1], "--direct")
     assert deleted.stdout.strip() == f"Deleted task {match[1]}."
 
 
@@ -319,25 +298,25 @@ def test_the_command_writes_directly_when_asked(demo: DemoServer) -> None:
     ],
 )
 def test_the_command_explains_bad_input(demo: DemoServer, args: list[str], message: str) -> None:
-    result = manage(demo, "board", *args)
+    result = demo.manage("board", *args)
     assert result.returncode != 0
     assert message in result.stderr
 
 
 def test_the_command_says_when_the_server_is_not_running(demo: DemoServer) -> None:
-    result = manage(demo, "board", "add", "x", "--url", "ws://127.0.0.1:9/ws/rohrpost/")
+    result = demo.manage("board", "add", "x", "--url", "ws://127.0.0.1:9/ws/rohrpost/")
     assert result.returncode != 0
     assert "Could not reach the demo server" in result.stderr
 
 
 def test_a_token_for_nobody_is_refused(demo: DemoServer) -> None:
-    result = manage(demo, "demo_token", "mallory")
+    result = demo.manage("demo_token", "mallory")
     assert result.returncode != 0
     assert "No user called 'mallory'" in result.stderr
 
 
 def test_the_demo_data_has_no_pending_migrations(demo: DemoServer, tmp_path: Path) -> None:
-    result = manage(demo, "makemigrations", "--check", "--dry-run", "demo")
+    result = demo.manage("makemigrations", "--check", "--dry-run", "demo")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -350,7 +329,7 @@ def test_with_redis_a_command_in_another_process_pushes_live(
         async with peer(server) as watcher:
             data(await watcher.call("subscribe", PUBLIC))
             # No --direct needed: with Redis the command writes through the ORM itself.
-            added = await asyncio.to_thread(manage, server, "board", "add", "over Redis")
+            added = await asyncio.to_thread(server.manage, "board", "add", "over Redis")
             assert added.returncode == 0, added.stderr
             return await watcher.push()
 

@@ -84,8 +84,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-# The JavaScript client, served as /static/rohrpost/rohrpost.js (no build step).
-STATICFILES_DIRS = [("rohrpost", BASE_DIR.parent / "clients" / "js" / "src")]
+# The JavaScript client comes with the rohrpost app: /static/rohrpost/rohrpost.js.
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "index"

@@ -10,262 +10,38 @@ thread is needed. Routing either one::
 
     websocket_urlpatterns = [path("ws/rohrpost/", AsyncRohrpostConsumer.as_asgi())]
 
-Group membership, the group-message event and the handling of unknown
-channel-layer events are written once, in :class:`RohrpostConsumerMixin`.
+What both share (groups, limits, authentication, control events, unknown
+channel-layer events) is written once, in
+:class:`~rohrpost.connection.RohrpostConsumerMixin`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, ClassVar
+from typing import Any
 
 from asgiref.sync import async_to_sync, markcoroutinefunction, sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer, WebsocketConsumer
 from django.db import close_old_connections
 
-from rohrpost import conf, control, encoding
+from rohrpost import conf
 from rohrpost import handlers as _builtin_handlers  # noqa: F401 - registers "ping"
-from rohrpost.auth import CLOSE_UNAUTHENTICATED, Authenticator
+from rohrpost.connection import RohrpostConsumerMixin, _on_event_loop, group_message_frames
 from rohrpost.dispatch import Call, prepare_call
-from rohrpost.limits import CLOSE_FLOODING, COOLDOWN, Admission, FrameGate
 from rohrpost.main import handle_rohrpost_message, run_call
 from rohrpost.message import GROUP_EVENT_TYPE
-from rohrpost.protocol import Limits, generate_id
-from rohrpost.registry import HANDLERS, HandlerRegistry
 
-__all__ = ["AsyncRohrpostConsumer", "RohrpostConsumerMixin", "SyncRohrpostConsumer"]
+# RohrpostConsumerMixin and group_message_frames were defined here: still importable.
+__all__ = [
+    "AsyncRohrpostConsumer",
+    "RohrpostConsumerMixin",
+    "SyncRohrpostConsumer",
+    "group_message_frames",
+]
 
 logger = logging.getLogger("rohrpost")
-
-
-class RohrpostConsumerMixin:
-    """What both consumers share: configuration, groups, limits and channel-layer events.
-
-    Besides group messages, both handle rohrpost's control events
-    (:mod:`rohrpost.control`): leaving a group on the server's order, and
-    closing; an authenticated connection is in its user's private group.
-    Both authenticate requests as :mod:`rohrpost.auth` describes (token hook,
-    anonymous connections refused with 4001) when the settings ask for it.
-
-    Attributes:
-        rohrpost_registry: The handlers this endpoint serves (default: :data:`HANDLERS`).
-        rohrpost_limits: The frame size and depth bounds; ``None`` (the default)
-            takes them from ``ROHRPOST["MAX_FRAME_BYTES"]`` and ``["MAX_DEPTH"]``.
-        rohrpost_groups: The groups this connection joined through :meth:`aadd_to_group`.
-    """
-
-    rohrpost_registry: ClassVar[HandlerRegistry] = HANDLERS
-    rohrpost_limits: ClassVar[Limits | None] = None
-
-    channel_layer: Any
-    channel_name: str
-    send: Any  # provided by the Channels consumer the mixin is combined with
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.rohrpost_groups: set[str] = set()
-        # Frames sent by an inline handler through the sync helpers; sent after it returns.
-        self._rohrpost_outbox: list[str] | None = None
-        self._rohrpost_frame_limits = self.rohrpost_limits or Limits(
-            max_frame_bytes=conf.get("MAX_FRAME_BYTES"), max_depth=conf.get("MAX_DEPTH")
-        )
-        self._rohrpost_gate = FrameGate.from_settings()
-        self._rohrpost_cooldown: float = conf.get("FLOOD_COOLDOWN")
-        self._rohrpost_auth = Authenticator.from_settings()
-        # The private group of the connection's user, once joined (see rohrpost.control).
-        self._rohrpost_user_group: str | None = None
-        self._rohrpost_asgi_send: Any = None
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        # Channels may wrap `send` (the sync consumer keeps only a sync wrapper);
-        # the paths on the event loop need the ASGI server's own.
-        self._rohrpost_asgi_send = send
-        await super().__call__(scope, receive, send)  # type: ignore[misc]
-
-    async def _rohrpost_asend(self, text: str) -> None:
-        """Send a frame from the event loop (each consumer knows how)."""
-        raise NotImplementedError  # pragma: no cover - both consumers define it
-
-    async def _rohrpost_aclose(self, code: int) -> None:
-        """Close the connection from the event loop (each consumer knows how)."""
-        raise NotImplementedError  # pragma: no cover - both consumers define it
-
-    async def _rohrpost_aadmit(self) -> bool:
-        """Pass a frame through the rate limit, on the loop; answer it when refused."""
-        admission = self._rohrpost_gate.admit()
-        if admission == "admit":
-            return True
-        await self._rohrpost_arefuse(admission)
-        return False
-
-    async def _rohrpost_arefuse(self, admission: Admission) -> None:
-        """Answer a frame the rate limit refused; on the flood close, end the consumer."""
-        if admission == "drop":
-            return
-        await self._rohrpost_asend(FrameGate.refusal)
-        if admission == "close":
-            COOLDOWN.record(self.scope)  # type: ignore[attr-defined]
-            await self._rohrpost_aclose(CLOSE_FLOODING)
-            # Stop here, as if the client had gone: the frames it already
-            # sent are not dispatched, and the ASGI server, no longer asked
-            # for more, stops reading the socket (backpressure).
-            await self.dispatch({"type": "websocket.disconnect", "code": CLOSE_FLOODING})
-
-    def rohrpost_deliver(self, text: str) -> None:
-        """Send a frame from sync code (what the sync send helpers call).
-
-        Works from a worker thread (a sync handler) and from an inline handler
-        on the event loop. Elsewhere on the loop, use ``await asend_message(...)``.
-        """
-        if not _on_event_loop():
-            self.send(text_data=text)
-        elif self._rohrpost_outbox is not None:
-            self._rohrpost_outbox.append(text)
-        else:
-            raise RuntimeError(
-                "The sync send helpers cannot block the event loop: in async code, "
-                "use `await asend_message(...)` (or `await consumer.send(text_data=...)`)."
-            )
-
-    def _rohrpost_run_inline(self, call: Call) -> list[str]:
-        """Run an inline handler on the event loop; return the frames to send, in order."""
-        self._rohrpost_outbox = outbox = []
-        try:
-            reply = call.run(self)
-        finally:
-            self._rohrpost_outbox = None
-        if reply is not None:
-            outbox.append(reply)
-        return outbox
-
-    async def aadd_to_group(self, group_name: str) -> None:
-        """Join ``group_name``: the connection receives what is sent to the group."""
-        await self.channel_layer.group_add(group_name, self.channel_name)
-        self.rohrpost_groups.add(group_name)
-
-    async def aremove_from_group(self, group_name: str) -> None:
-        """Leave ``group_name``; leaving a group not joined is harmless."""
-        self.rohrpost_groups.discard(group_name)
-        await self.channel_layer.group_discard(group_name, self.channel_name)
-
-    def add_to_group(self, group_name: str) -> None:
-        """Sync twin of :meth:`aadd_to_group`, for sync handlers."""
-        async_to_sync(self.aadd_to_group)(group_name)
-
-    def remove_from_group(self, group_name: str) -> None:
-        """Sync twin of :meth:`aremove_from_group`, for sync handlers."""
-        async_to_sync(self.aremove_from_group)(group_name)
-
-    async def _aleave_all_groups(self) -> None:
-        groups, self.rohrpost_groups = self.rohrpost_groups, set()
-        if self._rohrpost_user_group is not None:
-            groups.add(self._rohrpost_user_group)
-            self._rohrpost_user_group = None
-        if self.channel_layer is not None:
-            for group_name in groups:
-                await self.channel_layer.group_discard(group_name, self.channel_name)
-
-    async def _rohrpost_ajoin_user_group(self) -> None:
-        user = self.scope.get("user")  # type: ignore[attr-defined]
-        if getattr(user, "is_authenticated", False):
-            await self._rohrpost_aswitch_user_group(control.user_group(user))
-
-    async def _rohrpost_aswitch_user_group(self, group: str) -> None:
-        old, self._rohrpost_user_group = self._rohrpost_user_group, group
-        if self.channel_layer is None or old == group:
-            return
-        if old is not None:
-            await self.channel_layer.group_discard(old, self.channel_name)
-        await self.channel_layer.group_add(group, self.channel_name)
-
-    async def _rohrpost_aauthenticate(self, call: Call) -> str | None:
-        """Run the authentication step for a request; return the error frame if refused.
-
-        A token that checks out makes its user the connection's user, and
-        moves the connection into that user's private group.
-        """
-        assert self._rohrpost_auth is not None
-        scope = self.scope  # type: ignore[attr-defined]
-        user, refusal = await self._rohrpost_auth.acheck(call.request, scope)
-        if user is not None:
-            scope["user"] = user
-            await self._rohrpost_aswitch_user_group(control.user_group(user))
-        return refusal
-
-    async def _rohrpost_arefuse_anonymous(self) -> bool:
-        """Close an anonymous connection when authentication is required; say if it was."""
-        auth = self._rohrpost_auth
-        if auth is None or not auth.refuses_connection(self.scope):  # type: ignore[attr-defined]
-            return False
-        # Accepted first: refusing the handshake would show the client no code at all.
-        await self._rohrpost_asgi_send({"type": "websocket.accept"})
-        await self._rohrpost_asgi_send({"type": "websocket.close", "code": CLOSE_UNAUTHENTICATED})
-        return True
-
-    async def _rohrpost_leave(self, event: dict[str, Any]) -> None:
-        group = event.get("group")
-        if not isinstance(group, str):
-            logger.warning("Ignoring a rohrpost.leave event without a group: %r", event)
-            return
-        await self.aremove_from_group(group)
-        frame = {"group": group, "reason": event.get("reason")}
-        push = {"id": generate_id(), "type": control.UNSUBSCRIBED_TYPE, "data": frame}
-        await self._rohrpost_asend(encoding.dumps(push))
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        """Route a channel-layer event; one nobody handles is logged and dropped.
-
-        Channels raises on an event type the consumer has no method for, which
-        would end the connection; a stray event must not do that.
-        """
-        event_type = message.get("type")
-        if event_type == control.LEAVE_EVENT_TYPE:
-            await self._rohrpost_leave(message)
-            return
-        if event_type == control.CLOSE_EVENT_TYPE:
-            code = message.get("code")
-            await self._rohrpost_aclose(code if isinstance(code, int) else control.CLOSE_REVOKED)
-            return
-        method_name = event_type.replace(".", "_") if isinstance(event_type, str) else ""
-        if method_name.startswith("_") or not callable(getattr(self, method_name, None)):
-            logger.warning("Ignoring channel-layer event of unknown type %r", event_type)
-            return
-        if event_type == "websocket.connect":
-            if self._rohrpost_cooldown and COOLDOWN.refuses(self.scope, self._rohrpost_cooldown):  # type: ignore[attr-defined]
-                # A client closed for flooding moments ago: refuse the handshake (HTTP 403).
-                await self._rohrpost_asgi_send({"type": "websocket.close"})
-                return
-            if await self._rohrpost_arefuse_anonymous():
-                return
-            # Before connect() accepts: from then on the server can reach the connection.
-            await self._rohrpost_ajoin_user_group()
-        await super().dispatch(message)  # type: ignore[misc]
-
-
-def group_message_frames(event: dict[str, Any]) -> list[str]:
-    """Return the frames a ``rohrpost.message`` event carries, in order.
-
-    The event holds one ``message`` (text is forwarded as is, anything else is
-    encoded) or, from the change feed's batches, a list of texts in
-    ``messages``. A malformed event is logged and yields no frame: it must not
-    end the connection.
-    """
-    messages = event.get("messages")
-    if isinstance(messages, list) and all(isinstance(text, str) for text in messages):
-        return messages
-    message = event.get("message")
-    if isinstance(message, str):
-        return [message]
-    if message is None:
-        logger.warning("Ignoring a rohrpost.message event without a message: %r", event)
-        return []
-    try:
-        return [encoding.dumps(message)]
-    except (TypeError, ValueError):
-        logger.warning("Ignoring a rohrpost.message event JSON cannot encode", exc_info=True)
-        return []
 
 
 class SyncRohrpostConsumer(RohrpostConsumerMixin, WebsocketConsumer):
@@ -491,8 +267,3 @@ _run_call_in_thread = database_sync_to_async(run_call)
 
 # What Channels runs before every event, for handlers that may use the async ORM.
 _aclose_old_connections = sync_to_async(close_old_connections)
-
-
-def _on_event_loop() -> bool:
-    # The non-raising form: worker threads ask this for every frame they send.
-    return asyncio._get_running_loop() is not None

@@ -22,29 +22,14 @@ the 10 ms granularity of ``/proc/<pid>/stat``.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
 import threading
 import time
 from typing import Any
 
-import django
-from django.conf import settings
+from bench.server_kit import configure, json_endpoint, server_facts
 
-settings.configure(
-    DEBUG=False,
-    SECRET_KEY="rohrpost-bench-not-secret",  # noqa: S106 - a local benchmark server
-    ALLOWED_HOSTS=["127.0.0.1", "localhost"],
-    INSTALLED_APPS=["channels", "rohrpost"],
-    DATABASES={},
-    CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}},
-    # The clients send as fast as the server answers: the rate limit would refuse them.
-    ROHRPOST={"RATE_LIMIT": None},
-    USE_TZ=True,
-    LOGGING_CONFIG=None,
-)
-django.setup()
+# The clients send as fast as the server answers: the rate limit would refuse them.
+configure(ROHRPOST={"RATE_LIMIT": None})
 
 # Channels and rohrpost read the settings on import: both come after setup().
 from channels.generic.websocket import (  # noqa: E402
@@ -55,7 +40,6 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from rohrpost import AsyncRohrpostConsumer, HandlerRegistry, SyncRohrpostConsumer  # noqa: E402
-from rohrpost import encoding as rohrpost_encoding  # noqa: E402
 from rohrpost.message import send_message  # noqa: E402
 
 __all__ = ["ChannelsAsyncEcho", "ChannelsSyncEcho", "SyncRohrpostThreaded", "application"]
@@ -90,37 +74,15 @@ class SyncRohrpostThreaded(SyncRohrpostConsumer):
     rohrpost_registry = threaded_handlers
 
 
-def _server_facts() -> dict[str, Any]:
-    import uvicorn
-    from uvicorn.protocols.websockets.auto import AutoWebSocketsProtocol
-
-    loop = asyncio.get_running_loop()
-    return {
-        "codec": rohrpost_encoding.DEFAULT.name,
-        "uvicorn": uvicorn.__version__,
-        "loop": f"{type(loop).__module__}.{type(loop).__name__}",
-        "ws": getattr(AutoWebSocketsProtocol, "__name__", None),
-        "pid": os.getpid(),
-    }
-
-
-async def _http(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Answer ``GET /cpu`` with the process's CPU clock; anything else is a 404."""
-    if scope["path"] == "/cpu":
-        # The clock is read first: what follows is the same small cost every time.
-        facts = {"process_time": time.process_time(), "threads": threading.active_count()}
-        body = json.dumps(facts | _server_facts()).encode()
-        status = 200
-    else:
-        body, status = b"not found", 404
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+def _cpu_clock() -> dict[str, Any]:
+    # The clock is read first: what follows is the same small cost every time.
+    clock = {"process_time": time.process_time(), "threads": threading.active_count()}
+    return clock | server_facts()
 
 
 application = ProtocolTypeRouter(
     {
-        "http": _http,
+        "http": json_endpoint("/cpu", _cpu_clock),
         "websocket": URLRouter(
             [
                 path("async-rohrpost", AsyncRohrpostConsumer.as_asgi()),

@@ -22,35 +22,20 @@ once it is set up (``python -m bench.flood --gc-freeze``).
 
 from __future__ import annotations
 
-import asyncio
 import gc
-import json
 import os
 from pathlib import Path
 from typing import Any
 
-import django
-from django.conf import settings
+from bench.server_kit import configure, json_endpoint, server_facts
 
-settings.configure(
-    DEBUG=False,
-    SECRET_KEY="rohrpost-bench-not-secret",  # noqa: S106 - a local benchmark server
-    ALLOWED_HOSTS=["127.0.0.1", "localhost"],
-    INSTALLED_APPS=["channels", "rohrpost"],
-    DATABASES={},
-    # Every connection gets a channel, as in a deployment with groups.
-    CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}},
-    USE_TZ=True,
-    LOGGING_CONFIG=None,
-)
-django.setup()
+configure()  # no ROHRPOST setting: rohrpost's defaults are what is measured
 
 # Channels and rohrpost read the settings on import: both come after setup().
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from rohrpost import AsyncRohrpostConsumer, SyncRohrpostConsumer  # noqa: E402
-from rohrpost import encoding as rohrpost_encoding  # noqa: E402
 
 __all__ = ["application", "memory_usage"]
 
@@ -73,36 +58,13 @@ def memory_usage() -> dict[str, int]:
     return {"rss_bytes": found["VmRSS"], "peak_rss_bytes": found["VmHWM"]}
 
 
-def _server_facts() -> dict[str, Any]:
-    import uvicorn
-    from uvicorn.protocols.websockets.auto import AutoWebSocketsProtocol
-
-    loop = asyncio.get_running_loop()
-    return {
-        "codec": rohrpost_encoding.DEFAULT.name,
-        "uvicorn": uvicorn.__version__,
-        "loop": f"{type(loop).__module__}.{type(loop).__name__}",
-        "ws": getattr(AutoWebSocketsProtocol, "__name__", None),
-        "pid": os.getpid(),
-        "gc_frozen_objects": gc.get_freeze_count(),
-    }
-
-
-async def _http(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Answer ``GET /rss`` with the process's memory use; anything else is a 404."""
-    if scope["path"] == "/rss":
-        body = json.dumps(memory_usage() | _server_facts()).encode()
-        status = 200
-    else:
-        body, status = b"not found", 404
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+def _memory_and_facts() -> dict[str, Any]:
+    return memory_usage() | server_facts() | {"gc_frozen_objects": gc.get_freeze_count()}
 
 
 application = ProtocolTypeRouter(
     {
-        "http": _http,
+        "http": json_endpoint("/rss", _memory_and_facts),
         "websocket": URLRouter(
             [
                 path("async", AsyncRohrpostConsumer.as_asgi()),

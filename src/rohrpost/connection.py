@@ -18,7 +18,7 @@ from asgiref.sync import async_to_sync
 
 from rohrpost import conf, control, encoding
 from rohrpost.auth import CLOSE_UNAUTHENTICATED, Authenticator
-from rohrpost.dispatch import Call
+from rohrpost.dispatch import Call, prepare_call
 from rohrpost.limits import CLOSE_FLOODING, COOLDOWN, Admission, FrameGate
 from rohrpost.protocol import Limits, generate_id
 from rohrpost.registry import HANDLERS, HandlerRegistry
@@ -79,6 +79,27 @@ class RohrpostConsumerMixin:
     async def _rohrpost_aclose(self, code: int) -> None:
         """Close the connection from the event loop (each consumer knows how)."""
         raise NotImplementedError  # pragma: no cover - both consumers define it
+
+    async def _rohrpost_atake(self, text: str | None, binary: bytes | None) -> Call | list[str]:
+        """Take a frame as far as the event loop can: the frames to send, or a call to run.
+
+        Rate limit, parsing, authentication and ``inline`` handlers happen
+        here, the same for both consumers; what is left is a handler that must
+        run elsewhere (a worker thread, or awaited), which each consumer does
+        its own way.
+        """
+        if not await self._rohrpost_aadmit():
+            return []
+        call = prepare_call(self.rohrpost_registry, text, binary, self._rohrpost_frame_limits)
+        if isinstance(call, str):
+            return [call]
+        if self._rohrpost_auth is not None and (
+            refusal := await self._rohrpost_aauthenticate(call)
+        ):
+            return [refusal]
+        if call.mode == "inline":
+            return self._rohrpost_run_inline(call)
+        return call
 
     async def _rohrpost_aadmit(self) -> bool:
         """Pass a frame through the rate limit, on the loop; answer it when refused."""

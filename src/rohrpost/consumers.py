@@ -83,26 +83,11 @@ class SyncRohrpostConsumer(RohrpostConsumerMixin, WebsocketConsumer):
         await self._rohrpost_asgi_send({"type": "websocket.close", "code": code})
 
     async def _rohrpost_areceive(self, message: dict[str, Any]) -> None:
-        if not await self._rohrpost_aadmit():
+        taken = await self._rohrpost_atake(message.get("text"), message.get("bytes"))
+        if isinstance(taken, Call):
+            await _run_call_in_thread(self, taken)
             return
-        call = prepare_call(
-            self.rohrpost_registry,
-            message.get("text"),
-            message.get("bytes"),
-            self._rohrpost_frame_limits,
-        )
-        if isinstance(call, str):
-            frames = [call]
-        elif self._rohrpost_auth is not None and (
-            refusal := await self._rohrpost_aauthenticate(call)
-        ):
-            frames = [refusal]
-        elif call.mode == "inline":
-            frames = self._rohrpost_run_inline(call)
-        else:
-            await _run_call_in_thread(self, call)
-            return
-        for text in frames:
+        for text in taken:
             await self._rohrpost_asend(text)
 
     def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -176,26 +161,14 @@ class AsyncRohrpostConsumer(RohrpostConsumerMixin, AsyncWebsocketConsumer):
             await super().dispatch(message)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if not await self._rohrpost_aadmit():
-            return
-        call = prepare_call(
-            self.rohrpost_registry, text_data, bytes_data, self._rohrpost_frame_limits
-        )
-        if isinstance(call, str):
-            frames = [call]
-        elif self._rohrpost_auth is not None and (
-            refusal := await self._rohrpost_aauthenticate(call)
-        ):
-            frames = [refusal]
-        elif call.mode == "inline":
-            frames = self._rohrpost_run_inline(call)
-        elif self._rohrpost_max_in_flight > 1:
-            await self._rohrpost_astart(call)
-            return
-        else:
-            reply = await self._rohrpost_acall(call)
-            frames = [] if reply is None else [reply]
-        for text in frames:
+        taken = await self._rohrpost_atake(text_data, bytes_data)
+        if isinstance(taken, Call):
+            if self._rohrpost_max_in_flight > 1:
+                await self._rohrpost_astart(taken)
+                return
+            reply = await self._rohrpost_acall(taken)
+            taken = [] if reply is None else [reply]
+        for text in taken:
             await self.send(text_data=text)
 
     async def _rohrpost_acall(self, call: Call) -> str | None:

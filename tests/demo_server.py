@@ -41,15 +41,7 @@ class DemoServer:
 
     def manage_env(self) -> dict[str, str]:
         """The environment for a ``manage.py`` command against this server's data and layer."""
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "demo.settings",
-            "DEMO_DB_PATH": str(self.db_path),
-        }
-        env.pop("REDIS_URL", None)
-        if self.redis_url is not None:
-            env["REDIS_URL"] = self.redis_url
-        return env
+        return _demo_env(self.db_path, self.redis_url)
 
     def manage(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run ``manage.py`` against this server's database and channel layer."""
@@ -101,6 +93,15 @@ def _wait_until_listening(server: DemoServer) -> None:
     pytest.fail(f"The demo server did not listen within {START_TIMEOUT} s:\n{server.log()}")
 
 
+def _demo_env(db_path: Path, redis_url: str | None) -> dict[str, str]:
+    """The demo's environment: its settings, its SQLite file, Redis or the in-memory layer."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "demo.settings", "DEMO_DB_PATH": str(db_path)}
+    env.pop("REDIS_URL", None)
+    if redis_url is not None:
+        env["REDIS_URL"] = redis_url
+    return env
+
+
 @contextmanager
 def run_demo(directory: Path, *, redis_url: str | None = None) -> Iterator[DemoServer]:
     """Migrate a fresh database in ``directory`` and serve the demo as ``make demo`` does.
@@ -110,14 +111,8 @@ def run_demo(directory: Path, *, redis_url: str | None = None) -> Iterator[DemoS
         redis_url: Serve with channels_redis at this URL (the demo's ``REDIS_URL``);
             by default the zero-setup path, the in-memory channel layer.
     """
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "demo.settings",
-        "DEMO_DB_PATH": str(directory / "demo.sqlite3"),
-    }
-    env.pop("REDIS_URL", None)
-    if redis_url is not None:
-        env["REDIS_URL"] = redis_url
+    db_path = directory / "demo.sqlite3"
+    env = _demo_env(db_path, redis_url)
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "--verbosity", "0"],
         cwd=EXAMPLE_DIR,
@@ -147,7 +142,7 @@ def run_demo(directory: Path, *, redis_url: str | None = None) -> Iterator[DemoS
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    server = DemoServer(process, port, log_path, directory / "demo.sqlite3", redis_url)
+    server = DemoServer(process, port, log_path, db_path, redis_url)
     try:
         _wait_until_listening(server)
         yield server

@@ -14,6 +14,7 @@ VALID_SETTING: dict[str, Any] = {
     "MAX_FRAME_BYTES": 1024,
     "MAX_DEPTH": 8,
     "RATE_LIMIT": {"RATE": 5, "BURST": 10},
+    "BYTE_RATE_LIMIT": {"RATE": 4096, "BURST": 65536},
     "FLOOD_CLOSE_AFTER": 3,
     "FLOOD_COOLDOWN": 2.5,
     "BATCH_GROUP_MESSAGES": False,
@@ -29,6 +30,7 @@ def test_defaults_are_the_documented_values() -> None:
         "MAX_FRAME_BYTES": 262144,
         "MAX_DEPTH": 32,
         "RATE_LIMIT": {"RATE": 100.0, "BURST": 200},
+        "BYTE_RATE_LIMIT": {"RATE": 524288, "BURST": 1048576},
         "FLOOD_CLOSE_AFTER": 100,
         "FLOOD_COOLDOWN": 10.0,
         "BATCH_GROUP_MESSAGES": True,
@@ -140,8 +142,8 @@ def test_a_setting_that_is_not_a_dict_is_one_problem(value: Any, type_name: str)
 def test_an_unknown_key_is_a_problem_that_lists_the_known_keys() -> None:
     assert conf.problems({"MAX_FRAME_SIZE": 10}) == [
         "ROHRPOST has an unknown key 'MAX_FRAME_SIZE'; the keys are: AUTHENTICATE, "
-        "BATCH_GROUP_MESSAGES, FLOOD_CLOSE_AFTER, FLOOD_COOLDOWN, MAX_DEPTH, MAX_FRAME_BYTES, "
-        "MAX_IN_FLIGHT, PUBLISH_WINDOW, RATE_LIMIT, REQUIRE_AUTHENTICATION."
+        "BATCH_GROUP_MESSAGES, BYTE_RATE_LIMIT, FLOOD_CLOSE_AFTER, FLOOD_COOLDOWN, MAX_DEPTH, "
+        "MAX_FRAME_BYTES, MAX_IN_FLIGHT, PUBLISH_WINDOW, RATE_LIMIT, REQUIRE_AUTHENTICATION."
     ]
 
 
@@ -206,8 +208,9 @@ def test_max_depth_rejects_what_is_not_an_integer_in_range(value: Any) -> None:
         {"RATE": 1e-9, "BURST": 1.5},
     ],
 )
-def test_rate_limit_accepts_none_and_positive_rate_and_burst(value: Any) -> None:
-    assert only_problem("RATE_LIMIT", value) is None
+@pytest.mark.parametrize("name", ["RATE_LIMIT", "BYTE_RATE_LIMIT"])
+def test_rate_limits_accept_none_and_positive_rate_and_burst(value: Any, name: str) -> None:
+    assert only_problem(name, value) is None
 
 
 @pytest.mark.parametrize(
@@ -233,10 +236,11 @@ def test_rate_limit_accepts_none_and_positive_rate_and_burst(value: Any) -> None
         {"RATE": 100, "BURST": None},
     ],
 )
-def test_rate_limit_rejects_anything_else(value: Any) -> None:
-    assert only_problem("RATE_LIMIT", value) == (
-        "ROHRPOST['RATE_LIMIT'] must be None or {'RATE': <frames per second, > 0>, "
-        f"'BURST': <frames, >= 1>}}, not {value!r}."
+@pytest.mark.parametrize(("name", "unit"), [("RATE_LIMIT", "frames"), ("BYTE_RATE_LIMIT", "bytes")])
+def test_rate_limits_reject_anything_else(value: Any, name: str, unit: str) -> None:
+    assert only_problem(name, value) == (
+        f"ROHRPOST[{name!r}] must be None or {{'RATE': <{unit} per second, > 0>, "
+        f"'BURST': <{unit}, >= 1>}}, not {value!r}."
     )
 
 
@@ -245,8 +249,9 @@ def test_rate_limit_rejects_anything_else(value: Any) -> None:
     [{"RATE": math.nan, "BURST": 200}, {"RATE": 100, "BURST": math.nan}],
     ids=["rate-nan", "burst-nan"],
 )
-def test_rate_limit_rejects_nan(value: Any) -> None:
-    assert only_problem("RATE_LIMIT", value) is not None
+@pytest.mark.parametrize("name", ["RATE_LIMIT", "BYTE_RATE_LIMIT"])
+def test_rate_limits_reject_nan(value: Any, name: str) -> None:
+    assert only_problem(name, value) is not None
 
 
 @pytest.mark.parametrize("value", [1, 100, 10**6])

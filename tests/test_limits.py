@@ -148,6 +148,54 @@ def test_a_refilled_token_is_admitted_between_refusals() -> None:
     assert gate.refused == 2
 
 
+def test_the_byte_budget_refuses_large_frames_past_its_burst_then_refills() -> None:
+    clock = Clock()
+    gate = FrameGate(
+        None, flood_close_after=100, clock=clock, byte_rate_limit={"RATE": 1000, "BURST": 3000}
+    )
+    assert [gate.admit(1000) for _ in range(4)] == ["admit"] * 3 + ["refuse"]
+    assert gate.admit(0) == "admit"  # an empty frame costs nothing
+    clock.now += 0.5
+    assert [gate.admit(400), gate.admit(400)] == ["admit", "refuse"]
+
+
+def test_a_frame_must_pass_both_budgets() -> None:
+    clock = Clock()
+    gate = FrameGate(
+        {"RATE": 1, "BURST": 2},
+        flood_close_after=100,
+        clock=clock,
+        byte_rate_limit={"RATE": 1, "BURST": 100},
+    )
+    assert gate.admit(100) == "admit"
+    assert gate.admit(1) == "refuse"  # a frame token left, no byte budget
+    clock.now += 1.0
+    assert gate.admit(1) == "admit"  # one byte back, the second frame token
+    assert gate.admit(0) == "refuse"  # no frame token
+
+
+def test_byte_refusals_count_towards_the_flood_close() -> None:
+    clock = Clock()
+    gate = FrameGate(
+        None, flood_close_after=2, clock=clock, byte_rate_limit={"RATE": 1, "BURST": 10}
+    )
+    assert [gate.admit(10), gate.admit(5), gate.admit(5), gate.admit(5), gate.admit(5)] == [
+        "admit",
+        "refuse",
+        "refuse",
+        "close",
+        "drop",
+    ]
+
+
+def test_the_byte_burst_is_never_below_the_largest_frame() -> None:
+    """A burst smaller than MAX_FRAME_BYTES would refuse the largest frames for ever."""
+    gate = FrameGate(None, 1, byte_rate_limit={"RATE": 10, "BURST": 100}, max_frame_bytes=5000)
+    assert gate.byte_bucket is not None
+    assert gate.byte_bucket.burst == 5000.0
+    assert gate.admit(5000) == "admit"
+
+
 def test_the_gate_uses_the_monotonic_clock_by_default() -> None:
     import time
 
@@ -167,12 +215,23 @@ def test_from_settings_uses_the_defaults(settings: Any) -> None:
     gate = FrameGate.from_settings()
     assert gate.bucket is not None
     assert (gate.bucket.rate, gate.bucket.burst) == (100.0, 200.0)
+    assert gate.byte_bucket is not None
+    assert (gate.byte_bucket.rate, gate.byte_bucket.burst) == (524288.0, 1048576.0)
     assert gate.flood_close_after == 100
 
 
-def test_from_settings_with_the_rate_limit_off(settings: Any) -> None:
-    settings.ROHRPOST = {"RATE_LIMIT": None}
-    assert FrameGate.from_settings().bucket is None
+def test_from_settings_reads_the_byte_rate_limit(settings: Any) -> None:
+    settings.ROHRPOST = {"BYTE_RATE_LIMIT": {"RATE": 10, "BURST": 20}, "MAX_FRAME_BYTES": 30}
+    gate = FrameGate.from_settings()
+    assert gate.byte_bucket is not None
+    assert (gate.byte_bucket.rate, gate.byte_bucket.burst) == (10.0, 30.0)
+
+
+def test_from_settings_with_the_rate_limits_off(settings: Any) -> None:
+    settings.ROHRPOST = {"RATE_LIMIT": None, "BYTE_RATE_LIMIT": None}
+    gate = FrameGate.from_settings()
+    assert (gate.bucket, gate.byte_bucket) == (None, None)
+    assert {gate.admit(10**9) for _ in range(1000)} == {"admit"}
 
 
 def test_from_settings_falls_back_to_the_defaults_for_invalid_values(settings: Any) -> None:
@@ -240,6 +299,26 @@ async def test_a_connection_over_its_rate_is_refused_then_closed_4029(
             "code": CLOSE_FLOODING,
         }
         assert await communicator.receive_nothing(timeout=0.05)
+
+
+async def test_large_frames_past_the_byte_budget_are_refused_undecoded(
+    settings: Any, consumer_class: ConsumerClass
+) -> None:
+    settings.ROHRPOST = {
+        "BYTE_RATE_LIMIT": {"RATE": 1, "BURST": 2000},
+        "MAX_FRAME_BYTES": 1000,
+        "FLOOD_CLOSE_AFTER": 5,
+    }
+    big = json.dumps({"id": 0, "type": "ping", "data": "x" * 900})
+    async with connect(consumer_class) as communicator:
+        for request_id in (1, 2):
+            await communicator.send_to(text_data=big.replace('"id": 0', f'"id": {request_id}'))
+            assert (await receive_json(communicator))["id"] == request_id
+        await communicator.send_to(text_data=big)
+        assert await receive_json(communicator) == REFUSAL
+        # Small frames still fit in what is left of the budget.
+        await send_ping(communicator, 4)
+        assert await receive_json(communicator) == {"id": 4, "type": "pong"}
 
 
 async def test_nothing_is_sent_after_the_flood_close(

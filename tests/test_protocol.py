@@ -479,8 +479,83 @@ def test_a_quarter_megabyte_string_of_brackets_is_plain_data() -> None:
     assert parse_request(frame) == {"id": 1, "type": "x", "data": "[" * 250_000 + '\\"{'}
 
 
-def test_deep_nesting_in_a_request_without_id_reports_the_missing_id() -> None:
-    assert error_reply('{"type": "x", "data": ' + nested(40) + "}")["code"] == "missing_id"
+def test_deep_nesting_is_refused_before_the_missing_id_is_seen() -> None:
+    # Depth is judged before decoding: the type that leads the object is still echoed.
+    assert error_reply('{"type": "x", "data": ' + nested(40) + "}") == {
+        "type": "x",
+        "error": "The frame nests arrays and objects deeper than 32 levels.",
+        "code": "too_deep",
+    }
+
+
+@pytest.mark.parametrize(
+    ("frame", "echoed"),
+    [
+        ('{"type": "x", "id": 7, "data": DEEP}', {"id": 7, "type": "x"}),
+        ('{ "id" : "a\\"b" , "type":"t", "data": DEEP}', {"id": 'a"b', "type": "t"}),
+        ('{"id": 1.5e3, "data": DEEP, "type": "x"}', {"id": 1500.0}),
+        ('{"data": DEEP, "id": 1, "type": "x"}', {}),
+        ('{"id": [1], "type": "x", "data": DEEP}', {}),
+        ('{"id": true, "type": "x", "data": DEEP}', {"type": "x"}),
+        ('{"id": 1, "type": "", "data": DEEP}', {"id": 1}),
+        ('{"id": 1, "type": 2, "data": DEEP}', {"id": 1}),
+        ('{"id": 01, "type": "x", "data": DEEP}', {}),
+        ('[{"id": 1, "type": "x", "data": DEEP}]', {}),
+    ],
+)
+def test_a_too_deep_frame_echoes_only_the_valid_id_and_type_that_lead_it(
+    frame: str, echoed: dict[str, Any]
+) -> None:
+    reply = error_reply(frame.replace("DEEP", nested(40)))
+
+    assert reply == {
+        **echoed,
+        "error": "The frame nests arrays and objects deeper than 32 levels.",
+        "code": "too_deep",
+    }
+
+
+@pytest.mark.parametrize(
+    ("brackets", "deeper_than_3"),
+    [
+        ("[[[1]]]", False),
+        ("[[[[1]]]]", True),
+        ('[{}, [[]], {"a": [1]}]', False),
+        ('[{"a": [{}]}]', True),
+        ("[[[", False),
+        ("[[[[", True),
+        ("]]][[[", False),
+        ("][[[[", True),
+        ("[[[}}}", False),
+        ('["[[[[[[", {"]]]": "{{{{"}]', False),
+    ],
+)
+def test_nesting_is_measured_without_decoding_valid_or_not(
+    brackets: str, deeper_than_3: bool
+) -> None:
+    assert protocol._nests_deeper(brackets, 3) is deeper_than_3
+
+
+@given(st.recursive(st.just(1), lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner)))
+def test_the_undecoded_depth_check_agrees_with_the_decoded_depth(value: Any) -> None:
+    def depth(node: Any) -> int:
+        children = node.values() if isinstance(node, dict) else node
+        if not isinstance(node, dict | list):
+            return 0
+        return 1 + max(map(depth, children), default=0)
+
+    text = json.dumps(value)
+    for limit in range(1, 8):
+        assert protocol._nests_deeper(text, limit) is (depth(value) > limit)
+
+
+def test_a_quarter_megabyte_of_empty_arrays_is_one_level_deep_and_accepted() -> None:
+    frame = '{"id": 1, "type": "x", "data": [' + ",".join(["[]"] * 80_000) + "]}"
+
+    request = parse_request(frame)
+
+    assert isinstance(request, dict)
+    assert len(request["data"]) == 80_000
 
 
 @pytest.mark.parametrize(
@@ -501,10 +576,12 @@ def test_100000_nested_arrays_inside_a_request_are_refused() -> None:
     assert error_for(frame).code == "too_deep"
 
 
-def test_nesting_deeper_than_the_decoder_recursion_limit_is_too_deep_without_id() -> None:
+def test_nesting_deeper_than_the_decoder_recursion_limit_is_too_deep_and_echoes() -> None:
     frame = '{"id": 1, "type": "x", "data": ' + nested(5000) + "}"
 
     assert error_reply(frame) == {
+        "id": 1,
+        "type": "x",
         "error": "The frame nests arrays and objects deeper than 32 levels.",
         "code": "too_deep",
     }
@@ -650,11 +727,11 @@ def test_limits_refuse_values_that_cannot_work(kwargs: dict[str, int], message: 
         protocol.Limits(**kwargs)
 
 
-def test_frame_nested_beyond_the_decode_bound_is_refused_without_its_id() -> None:
+def test_frame_nested_beyond_the_highest_limit_is_refused_undecoded_with_its_id() -> None:
     text = '{"id": 1, "type": "t", "data": ' + "[" * 501 + "]" * 501 + "}"
     assert protocol.parse_request(text, limits=protocol.Limits(max_depth=500)) == (
         protocol.FrameError(
-            protocol.TOO_DEEP, "The frame nests arrays and objects deeper than 500 levels."
+            protocol.TOO_DEEP, "The frame nests arrays and objects deeper than 500 levels.", 1, "t"
         )
     )
 

@@ -6,6 +6,7 @@ Every key is optional::
         "MAX_FRAME_BYTES": 262144,          # larger frames: error `too_large`
         "MAX_DEPTH": 32,                    # deeper nesting: error `too_deep`
         "RATE_LIMIT": {"RATE": 100, "BURST": 200},  # frames per second per connection
+        "BYTE_RATE_LIMIT": {"RATE": 524288, "BURST": 1048576},  # bytes per second, ditto
         "FLOOD_CLOSE_AFTER": 100,           # refused frames in one second: close 4029
         "FLOOD_COOLDOWN": 10.0,             # seconds a flood-closed address may not reconnect
         "BATCH_GROUP_MESSAGES": True,       # change-feed pushes share channel-layer events
@@ -15,7 +16,7 @@ Every key is optional::
         "REQUIRE_AUTHENTICATION": False,    # True: anonymous clients are refused
     }
 
-``"RATE_LIMIT": None`` turns rate limiting off. ``AUTHENTICATE`` and
+``"RATE_LIMIT": None`` and ``"BYTE_RATE_LIMIT": None`` turn rate limiting off. ``AUTHENTICATE`` and
 ``REQUIRE_AUTHENTICATION`` are explained in :mod:`rohrpost.auth`,
 ``MAX_IN_FLIGHT`` in :class:`rohrpost.AsyncRohrpostConsumer`. The values are checked at
 start-up by Django's system checks (``manage.py check``) when ``"rohrpost"``
@@ -35,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_FRAME_BYTES": 256 * 1024,
     "MAX_DEPTH": 32,
     "RATE_LIMIT": {"RATE": 100.0, "BURST": 200},
+    "BYTE_RATE_LIMIT": {"RATE": 512 * 1024, "BURST": 1024 * 1024},
     "FLOOD_CLOSE_AFTER": 100,
     "FLOOD_COOLDOWN": 10.0,
     "BATCH_GROUP_MESSAGES": True,
@@ -100,7 +102,7 @@ def _problem(name: str, value: Any) -> str | None:
             1 <= value <= MAX_DEPTH_BOUND
         ):
             return f"must be an integer from 1 to {MAX_DEPTH_BOUND}, not {value!r}."
-    elif name == "RATE_LIMIT":
+    elif name in ("RATE_LIMIT", "BYTE_RATE_LIMIT"):
         if value is None:
             return None
         if (
@@ -111,9 +113,10 @@ def _problem(name: str, value: Any) -> str | None:
             or value["RATE"] <= 0
             or value["BURST"] < 1
         ):
+            unit = "frames" if name == "RATE_LIMIT" else "bytes"
             return (
-                "must be None or {'RATE': <frames per second, > 0>, "
-                f"'BURST': <frames, >= 1>}}, not {value!r}."
+                f"must be None or {{'RATE': <{unit} per second, > 0>, "
+                f"'BURST': <{unit}, >= 1>}}, not {value!r}."
             )
     elif name == "FLOOD_CLOSE_AFTER":
         if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):

@@ -88,7 +88,7 @@ class RohrpostConsumerMixin:
         run elsewhere (a worker thread, or awaited), which each consumer does
         its own way.
         """
-        if not await self._rohrpost_aadmit():
+        if not await self._rohrpost_aadmit(len(text if text is not None else binary or b"")):
             return []
         call = prepare_call(self.rohrpost_registry, text, binary, self._rohrpost_frame_limits)
         if isinstance(call, str):
@@ -101,9 +101,9 @@ class RohrpostConsumerMixin:
             return self._rohrpost_run_inline(call)
         return call
 
-    async def _rohrpost_aadmit(self) -> bool:
-        """Pass a frame through the rate limit, on the loop; answer it when refused."""
-        admission = self._rohrpost_gate.admit()
+    async def _rohrpost_aadmit(self, size: int = 0) -> bool:
+        """Pass a frame of ``size`` through the rate limits, on the loop; answer it when refused."""
+        admission = self._rohrpost_gate.admit(size)
         if admission == "admit":
             return True
         await self._rohrpost_arefuse(admission)

@@ -91,7 +91,9 @@ class SyncRohrpostConsumer(RohrpostConsumerMixin, WebsocketConsumer):
             await self._rohrpost_asend(text)
 
     def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        admission = self._rohrpost_gate.admit()
+        admission = self._rohrpost_gate.admit(
+            len(text_data if text_data is not None else bytes_data or b"")
+        )
         if admission != "admit":
             async_to_sync(self._rohrpost_arefuse)(admission)
             return

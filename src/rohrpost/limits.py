@@ -1,8 +1,11 @@
-"""Per-connection admission of frames: a token-bucket rate limit and flood detection.
+"""Per-connection admission of frames: token-bucket rate limits and flood detection.
 
 Each connection may send ``RATE`` frames per second on average and ``BURST``
-frames at once (``ROHRPOST["RATE_LIMIT"]``). A frame over the limit is not
-decoded: it is answered with the error ``rate_limited``. A client that goes
+frames at once (``ROHRPOST["RATE_LIMIT"]``), and ``RATE`` bytes per second
+on average and ``BURST`` bytes at once (``ROHRPOST["BYTE_RATE_LIMIT"]``): the
+work a frame costs the server grows with its size, so a client sending few but
+large, dense frames is held to a bounded share of the event loop too. A frame
+over either limit is not decoded: it is answered with the error ``rate_limited``. A client that goes
 on flooding, more than ``ROHRPOST["FLOOD_CLOSE_AFTER"]`` refused frames within
 one second, is disconnected with close code :data:`CLOSE_FLOODING` (4029).
 
@@ -40,12 +43,12 @@ class TokenBucket:
         self.tokens = burst
         self.stamp = now
 
-    def take(self, now: float) -> bool:
-        """Take a token if one is there."""
+    def take(self, now: float, cost: float = 1) -> bool:
+        """Take ``cost`` tokens if they are there."""
         tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
-        if tokens >= 1:
-            self.tokens = tokens - 1
+        if tokens >= cost:
+            self.tokens = tokens - cost
             return True
         self.tokens = tokens
         return False
@@ -54,7 +57,15 @@ class TokenBucket:
 class FrameGate:
     """Decides, frame by frame, whether a connection's frame is handled."""
 
-    __slots__ = ("bucket", "clock", "closed", "flood_close_after", "refused", "window_start")
+    __slots__ = (
+        "bucket",
+        "byte_bucket",
+        "clock",
+        "closed",
+        "flood_close_after",
+        "refused",
+        "window_start",
+    )
 
     #: The error reply to a refused frame (always the same text: built once).
     refusal: Final = protocol.encode_error(
@@ -66,6 +77,9 @@ class FrameGate:
         rate_limit: dict[str, Any] | None,
         flood_close_after: int,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        byte_rate_limit: dict[str, Any] | None = None,
+        max_frame_bytes: int = 0,
     ) -> None:
         self.clock = clock
         now = clock()
@@ -74,6 +88,16 @@ class FrameGate:
             if rate_limit is None
             else TokenBucket(float(rate_limit["RATE"]), float(rate_limit["BURST"]), now)
         )
+        # A burst below the largest frame would refuse such frames forever.
+        self.byte_bucket = (
+            None
+            if byte_rate_limit is None
+            else TokenBucket(
+                float(byte_rate_limit["RATE"]),
+                float(max(byte_rate_limit["BURST"], max_frame_bytes)),
+                now,
+            )
+        )
         self.flood_close_after = flood_close_after
         self.closed = False
         self.refused = 0
@@ -81,21 +105,34 @@ class FrameGate:
 
     @classmethod
     def from_settings(cls) -> FrameGate:
-        """A gate configured by ``ROHRPOST["RATE_LIMIT"]`` and ``["FLOOD_CLOSE_AFTER"]``."""
-        return cls(conf.get("RATE_LIMIT"), conf.get("FLOOD_CLOSE_AFTER"))
+        """A gate configured by ``ROHRPOST["RATE_LIMIT"]``, ``["BYTE_RATE_LIMIT"]``
+        and ``["FLOOD_CLOSE_AFTER"]``.
+        """
+        return cls(
+            conf.get("RATE_LIMIT"),
+            conf.get("FLOOD_CLOSE_AFTER"),
+            byte_rate_limit=conf.get("BYTE_RATE_LIMIT"),
+            max_frame_bytes=conf.get("MAX_FRAME_BYTES"),
+        )
 
-    def admit(self) -> Admission:
+    def admit(self, size: int = 0) -> Admission:
         """Return ``"admit"``, ``"refuse"`` (answer ``rate_limited``), ``"close"``
         (answer, then close 4029) or ``"drop"`` (closed already: no answer at all).
+
+        Args:
+            size: The frame's length (characters of a text frame, bytes of a
+                binary one), taken from the byte budget.
         """
-        bucket = self.bucket
-        if bucket is None:
+        bucket, byte_bucket = self.bucket, self.byte_bucket
+        if bucket is None and byte_bucket is None:
             return "admit"
         if self.closed:
             # Frames that arrived before the close took effect get nothing.
             return "drop"
         now = self.clock()
-        if bucket.take(now):
+        if (bucket is None or bucket.take(now)) and (
+            byte_bucket is None or byte_bucket.take(now, size)
+        ):
             return "admit"
         if now - self.window_start >= 1.0:
             self.window_start = now

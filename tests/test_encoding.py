@@ -244,7 +244,7 @@ def test_nesting_between_the_two_decoders_limits_gives_the_same_frame_error() ->
             results.append(protocol.parse_request(text))
     assert results[0] == results[1]
     assert results[0] == protocol.FrameError(
-        protocol.TOO_DEEP, "The frame nests arrays and objects deeper than 32 levels."
+        protocol.TOO_DEEP, "The frame nests arrays and objects deeper than 32 levels.", 1, "t"
     )
 
 

@@ -196,6 +196,13 @@ def test_the_byte_burst_is_never_below_the_largest_frame() -> None:
     assert gate.admit(5000) == "admit"
 
 
+def test_a_frame_over_the_size_limit_costs_only_the_size_limit() -> None:
+    """It is refused by its length (``too_large``), not by the byte budget."""
+    gate = FrameGate(None, 1, byte_rate_limit={"RATE": 1, "BURST": 100}, max_frame_bytes=100)
+    assert gate.admit(2_000_000) == "admit"
+    assert gate.admit(1) == "refuse"
+
+
 def test_the_gate_uses_the_monotonic_clock_by_default() -> None:
     import time
 

@@ -63,6 +63,7 @@ class FrameGate:
         "clock",
         "closed",
         "flood_close_after",
+        "max_cost",
         "refused",
         "window_start",
     )
@@ -88,6 +89,9 @@ class FrameGate:
             if rate_limit is None
             else TokenBucket(float(rate_limit["RATE"]), float(rate_limit["BURST"]), now)
         )
+        # A frame over the size limit is refused by its length alone: it costs
+        # no more than the largest frame that is decoded.
+        self.max_cost = max_frame_bytes or None
         # A burst below the largest frame would refuse such frames forever.
         self.byte_bucket = (
             None
@@ -121,7 +125,8 @@ class FrameGate:
 
         Args:
             size: The frame's length (characters of a text frame, bytes of a
-                binary one), taken from the byte budget.
+                binary one), taken from the byte budget; at most
+                ``max_frame_bytes`` (a larger frame is refused by its length).
         """
         bucket, byte_bucket = self.bucket, self.byte_bucket
         if bucket is None and byte_bucket is None:
@@ -130,6 +135,8 @@ class FrameGate:
             # Frames that arrived before the close took effect get nothing.
             return "drop"
         now = self.clock()
+        if self.max_cost is not None and size > self.max_cost:
+            size = self.max_cost
         if (bucket is None or bucket.take(now)) and (
             byte_bucket is None or byte_bucket.take(now, size)
         ):

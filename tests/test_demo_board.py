@@ -136,15 +136,46 @@ async def test_bob_may_not_touch_alices_board(demo: DemoServer) -> None:
         alices = boards[1]["id"]
         task = data(await client.call("task.add", {"board": alices, "title": "secret"}))
         await client.call("whoami", auth_jwt=bob)
-        for request_type, payload in [
-            ("tasks", {"board": alices}),
-            ("task.add", {"board": alices, "title": "x"}),
-            ("task.toggle", {"id": task["id"]}),
-            ("task.rename", {"id": task["id"], "title": "mine"}),
-            ("task.delete", {"id": task["id"]}),
-            ("subscribe", {"type": "board", "id": alices}),
+        for request_type, payload, code in [
+            ("tasks", {"board": alices}, "forbidden"),
+            ("task.add", {"board": alices, "title": "x"}, "forbidden"),
+            ("task.toggle", {"id": task["id"]}, "not_found"),
+            ("task.rename", {"id": task["id"], "title": "mine"}, "not_found"),
+            ("task.delete", {"id": task["id"]}, "not_found"),
+            ("subscribe", {"type": "board", "id": alices}, "forbidden"),
         ]:
-            assert (await client.call(request_type, payload))["code"] == "forbidden", request_type
+            assert (await client.call(request_type, payload))["code"] == code, request_type
+        await client.call("whoami", auth_jwt=alice)
+        assert task in data(await client.call("tasks", {"board": alices}))  # untouched
+
+
+@pytest.mark.parametrize(
+    ("request_type", "payload"),
+    [
+        ("task.toggle", {}),
+        ("task.toggle", {"done": True}),
+        ("task.rename", {"title": "mine"}),
+        ("task.delete", {}),
+    ],
+)
+async def test_a_hidden_task_is_answered_as_a_missing_one(
+    demo: DemoServer, request_type: str, payload: dict[str, Any]
+) -> None:
+    """No reply tells whether a task on a board one may not see exists."""
+    async with peer(demo) as alice:
+        alices = data(await alice.call("boards", auth_jwt=demo.token("alice")))[1]["id"]
+        hidden = data(await alice.call("task.add", {"board": alices, "title": "secret"}))
+        missing = data(await alice.call("task.add", {"board": alices, "title": "gone"}))
+        data(await alice.call("task.delete", {"id": missing["id"]}))
+    replies = []
+    for user in (None, "bob"):
+        async with peer(demo) as other:
+            token = {"auth_jwt": demo.token(user)} if user else {}
+            for task in (hidden, missing):
+                reply = await other.call(request_type, {"id": task["id"], **payload}, **token)
+                replies.append({key: value for key, value in reply.items() if key != "id"})
+    assert replies[0]["code"] == "not_found", replies[0]
+    assert all(reply == replies[0] for reply in replies), replies
 
 
 @pytest.mark.parametrize(

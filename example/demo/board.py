@@ -14,8 +14,9 @@ members receive a ``subscription-update`` push for every change of the
 board's tasks (``data.type`` is create, update or delete; ``data.object`` is
 the task). Anonymous clients see the public boards only; a logged-in user
 (session or token) also sees their own private board. A board one may not
-see is refused with ``forbidden``, whether it exists or not; bad input gets
-``invalid``; a task that is gone gets ``not_found``.
+see is refused with ``forbidden``, whether it exists or not; a task on such a
+board gets ``not_found``, word for word as a task that does not exist, so no
+answer tells which private boards or tasks exist. Bad input gets ``invalid``.
 """
 
 from __future__ import annotations
@@ -70,10 +71,12 @@ def _board(user: Any, board_id: int) -> Board:
 
 
 def _task(user: Any, task_id: int) -> Task:
-    task = Task.objects.select_for_update().filter(pk=task_id).select_related("board").first()
+    # One query for "missing" and "not yours": both answer alike, so the reply
+    # does not tell whether a private task exists.
+    visible = Task.objects.filter(pk=task_id, board__in=Board.visible_to(user))
+    task = visible.select_for_update().first()
     if task is None:
         raise RohrpostError("There is no such task.", code=NOT_FOUND)
-    _board(user, task.board_id)
     return task
 
 

@@ -143,3 +143,55 @@ def test_a_private_board_is_not_offered_to_others(browser: Any, demo: DemoServer
         assert not any("bob" in name for name in names), names
     finally:
         context.close()
+
+
+# --- the page at a phone's width ---------------------------------------------------------
+
+
+def test_the_page_fits_a_phone(browser: Any, demo: DemoServer) -> None:
+    """At 390 px the title and the badges keep to one line each, nothing scrolls sideways."""
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    try:
+        page = context.new_page()
+        page.goto(demo.base_url + "/login/")
+        page.fill("input[name=username]", "alice")
+        page.fill("input[name=password]", "rohrpost")
+        page.click("button[type=submit]")
+        page.wait_for_selector("#status[data-state='open']", timeout=10_000)
+        page.wait_for_selector("#boards .badge", timeout=10_000)
+        lines = page.evaluate(
+            """() => {
+                const lines = (node) => {
+                    const height = parseFloat(getComputedStyle(node).lineHeight);
+                    return Math.round(node.getBoundingClientRect().height / height);
+                };
+                return {
+                    title: lines(document.querySelector("h1")),
+                    who: lines(document.querySelector(".who")),
+                    badge: lines(document.querySelector("#boards .badge")),
+                    link: lines(document.querySelector("#boards a:has(.badge)")),
+                    sideways: document.documentElement.scrollWidth > innerWidth,
+                };
+            }"""
+        )
+        assert lines == {"title": 1, "who": 1, "badge": 1, "link": 1, "sideways": False}
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "demo-phone.png"), full_page=True)
+    finally:
+        context.close()
+
+
+def test_the_page_and_the_admin_have_an_icon(browser: Any, demo: DemoServer) -> None:
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(demo.base_url + "/")
+        icon = page.locator("link[rel=icon]").get_attribute("href")
+        assert icon
+        assert page.request.get(demo.base_url + icon).ok
+        # Pages without a <link rel=icon>, such as the admin's, get /favicon.ico.
+        response = page.request.get(demo.base_url + "/favicon.ico")
+        assert response.ok
+        assert response.headers["content-type"] == "image/svg+xml"
+    finally:
+        context.close()

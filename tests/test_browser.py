@@ -1,5 +1,8 @@
 """The demo in a real browser: two pages of headless Chromium see each other's changes live.
 
+A rename being typed survives every change the other page makes, and is sent
+only when the user ends it; a task added offline shows as queued until it is sent.
+
 Playwright drives the system's Chromium (Debian's ``chromium`` package at
 ``/usr/bin/chromium``, or ``ROHRPOST_CHROMIUM``); no browser is downloaded.
 Without Chromium the tests skip with the reason, or fail when
@@ -9,6 +12,7 @@ screenshot of each page is kept in ``test-artifacts/`` (or ``ROHRPOST_ARTIFACTS`
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -69,14 +73,38 @@ def browser() -> Iterator[Any]:
             launched.close()
 
 
+#: The frames each page sent on its WebSockets, decoded, by page.
+SENT: dict[Any, list[dict[str, Any]]] = {}
+
+
+def record_sent_frames(page: Any) -> None:
+    """Keep the frames ``page`` sends from now on in ``SENT[page]``."""
+    sent = SENT.setdefault(page, [])
+    page.on(
+        "websocket",
+        lambda socket: socket.on("framesent", lambda payload: sent.append(json.loads(payload))),
+    )
+
+
+def sent_requests(page: Any, request_type: str) -> list[Any]:
+    """The ``data`` of every ``request_type`` request ``page`` sent."""
+    return [frame.get("data") for frame in SENT[page] if frame.get("type") == request_type]
+
+
 @pytest.fixture
 def page_pair(browser: Any, demo: DemoServer) -> Iterator[tuple[Any, Any]]:
     """Two pages in separate browser contexts (like two people), both live on board 1."""
     contexts = [browser.new_context(viewport={"width": 1100, "height": 800}) for _ in range(2)]
     pages = [context.new_page() for context in contexts]
     errors: list[str] = []
+    failed: list[str] = []
     for page in pages:
         page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on(
+            "response",
+            lambda response: response.status >= 400 and failed.append(response.url),
+        )
+        record_sent_frames(page)
         page.goto(demo.base_url + "/")
         page.wait_for_selector("#status[data-state='open']", timeout=10_000)
         page.wait_for_selector("#tasks li", timeout=10_000)
@@ -85,7 +113,10 @@ def page_pair(browser: Any, demo: DemoServer) -> Iterator[tuple[Any, Any]]:
     finally:
         for context in contexts:
             context.close()
+        for page in pages:
+            SENT.pop(page, None)
     assert errors == [], errors
+    assert failed == [], f"requests that failed: {failed}"
 
 
 def task_item(page: Any, title: str) -> Any:
@@ -143,6 +174,157 @@ def test_a_private_board_is_not_offered_to_others(browser: Any, demo: DemoServer
         assert not any("bob" in name for name in names), names
     finally:
         context.close()
+
+
+# --- editing while the board changes -----------------------------------------------------
+
+
+def add_task(page: Any, title: str) -> None:
+    page.fill("#task-form input[name=title]", title)
+    page.press("#task-form input[name=title]", "Enter")
+    task_item(page, title).wait_for(timeout=LIVE_MS)
+
+
+def rename(page: Any, old: str, new: str) -> None:
+    page.click(f"#tasks .task-title:text-is('{old}')")
+    page.fill("#tasks .task-rename", new)
+    page.press("#tasks .task-rename", "Enter")
+
+
+def the_rename_input(page: Any) -> dict[str, Any]:
+    """The rename input's value, and whether it has the focus."""
+    return page.evaluate(  # type: ignore[no-any-return]
+        """() => {
+            const input = document.querySelector("#tasks .task-rename");
+            const focused = input !== null && document.activeElement === input;
+            return {value: input?.value, focused};
+        }"""
+    )
+
+
+def test_a_half_typed_rename_survives_changes_made_elsewhere(page_pair: tuple[Any, Any]) -> None:
+    typist, other = page_pair
+    add_task(other, "Rename me")
+    add_task(other, "Another task")
+    task_item(typist, "Another task").wait_for(timeout=LIVE_MS)
+
+    typist.click("#tasks .task-title:text-is('Rename me')")
+    typist.keyboard.type("Half-typed new tit")
+    # The other page adds a task, renames another one, and ticks and renames this one.
+    add_task(other, "Arrived while typing")
+    rename(other, "Another task", "Renamed while typing")
+    task_item(other, "Rename me").locator(".task-toggle").check()
+    rename(other, "Rename me", "Renamed elsewhere")
+    task_item(other, "Renamed elsewhere").wait_for(timeout=LIVE_MS)
+
+    # Every change shows in the typist's page, around the edit it leaves alone.
+    task_item(typist, "Arrived while typing").wait_for(timeout=LIVE_MS)
+    task_item(typist, "Renamed while typing").wait_for(timeout=LIVE_MS)
+    note = typist.locator("#tasks .task-note")
+    note.wait_for(timeout=LIVE_MS)
+    assert "Renamed elsewhere" in note.inner_text()
+    editing = typist.locator("#tasks li.editing")
+    assert "done" in (editing.get_attribute("class") or "")
+    assert the_rename_input(typist) == {"value": "Half-typed new tit", "focused": True}
+    assert sent_requests(typist, "task.rename") == []
+
+    typist.keyboard.type("le")
+    typist.keyboard.press("Enter")
+    task_item(other, "Half-typed new title").wait_for(timeout=LIVE_MS)
+    task_item(typist, "Half-typed new title").wait_for(timeout=LIVE_MS)
+    renamed = [data["title"] for data in sent_requests(typist, "task.rename")]
+    assert renamed == ["Half-typed new title"]  # once, when the user pressed Enter
+    assert task_item(other, "Renamed elsewhere").count() == 0
+
+
+def test_leaving_the_field_saves_what_was_typed(page_pair: tuple[Any, Any]) -> None:
+    typist, other = page_pair
+    add_task(other, "Leave me")
+    task_item(typist, "Leave me").wait_for(timeout=LIVE_MS)
+    typist.click("#tasks .task-title:text-is('Leave me')")
+    typist.keyboard.type("Left by a click")
+    add_task(other, "Pushed meanwhile")
+    task_item(typist, "Pushed meanwhile").wait_for(timeout=LIVE_MS)
+    assert sent_requests(typist, "task.rename") == []
+
+    typist.click("#board-title")  # the user leaves the field
+    task_item(other, "Left by a click").wait_for(timeout=LIVE_MS)
+    assert [data["title"] for data in sent_requests(typist, "task.rename")] == ["Left by a click"]
+
+
+def test_escape_drops_the_edit_and_shows_a_rename_made_elsewhere(
+    page_pair: tuple[Any, Any],
+) -> None:
+    typist, other = page_pair
+    add_task(other, "Keep theirs")
+    task_item(typist, "Keep theirs").wait_for(timeout=LIVE_MS)
+    typist.click("#tasks .task-title:text-is('Keep theirs')")
+    typist.keyboard.type("Mine, dropped")
+    rename(other, "Keep theirs", "Theirs, kept")
+    typist.locator("#tasks .task-note").wait_for(timeout=LIVE_MS)
+    assert the_rename_input(typist) == {"value": "Mine, dropped", "focused": True}
+
+    typist.keyboard.press("Escape")
+    task_item(typist, "Theirs, kept").wait_for(timeout=LIVE_MS)
+    assert typist.locator("#tasks .task-rename").count() == 0
+    assert sent_requests(typist, "task.rename") == []
+
+
+def test_a_task_deleted_while_renamed_ends_the_edit_and_says_so(
+    page_pair: tuple[Any, Any],
+) -> None:
+    typist, other = page_pair
+    add_task(other, "Doomed")
+    task_item(typist, "Doomed").wait_for(timeout=LIVE_MS)
+    typist.click("#tasks .task-title:text-is('Doomed')")
+    typist.keyboard.type("Never saved")
+    item = task_item(other, "Doomed")
+    item.hover()
+    item.locator(".task-delete").click()
+
+    task_item(typist, "Doomed").wait_for(state="detached", timeout=LIVE_MS)
+    error = typist.locator("#board-error")
+    error.wait_for(timeout=LIVE_MS)
+    assert "Never saved" in error.inner_text()
+    assert sent_requests(typist, "task.rename") == []
+
+
+# --- a task added while offline ----------------------------------------------------------
+
+
+def test_a_task_added_offline_is_shown_as_queued_and_sent_when_back(
+    page_pair: tuple[Any, Any],
+) -> None:
+    offline, other = page_pair
+    offline.context.set_offline(True)
+    # The page learns the connection is gone from a ping that gets no answer.
+    offline.wait_for_selector("#status[data-state='connecting']", timeout=15_000)
+    offline.fill("#task-form input[name=title]", "Written on the train")
+    offline.press("#task-form input[name=title]", "Enter")
+    waiting = offline.locator("#tasks li.adding[data-state='queued']")
+    waiting.wait_for(timeout=LIVE_MS)
+    assert "Written on the train" in waiting.inner_text()
+    assert "offline" in waiting.inner_text()
+    assert offline.input_value("#task-form input[name=title]") == ""
+
+    offline.context.set_offline(False)
+    task_item(other, "Written on the train").wait_for(timeout=15_000)
+    task_item(offline, "Written on the train").wait_for(timeout=LIVE_MS)
+    offline.locator("#tasks li.adding").wait_for(state="detached", timeout=LIVE_MS)
+    assert task_item(offline, "Written on the train").count() == 1
+
+
+def test_a_refused_task_stays_on_the_page_with_the_reason(page_pair: tuple[Any, Any]) -> None:
+    page, _ = page_pair
+    # The input stops at 200 characters; lift that to get past it to the server's check.
+    page.evaluate("document.querySelector('#task-form input[name=title]').maxLength = 300")
+    page.fill("#task-form input[name=title]", "x" * 201)
+    page.press("#task-form input[name=title]", "Enter")
+    failed = page.locator("#tasks li.adding[data-state='failed']")
+    failed.wait_for(timeout=LIVE_MS)
+    assert "not saved" in failed.inner_text()
+    failed.locator(".adding-dismiss").click()
+    failed.wait_for(state="detached", timeout=LIVE_MS)
 
 
 # --- the page at a phone's width ---------------------------------------------------------

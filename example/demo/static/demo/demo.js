@@ -6,14 +6,22 @@
 // arrive in between and replaying them on top of the snapshot, so no change
 // is lost. After a reconnect the client resubscribes by itself, and the page
 // fetches a fresh snapshot (changes made while it was away are in it).
+//
+// Rows are kept per task id and updated in place, never rebuilt: a push must
+// not take the focus, the selection or a half-typed title from the person
+// using the page (see startRename for what a push does to a title being edited).
+
+import { startPlayground } from "./playground.js";
 
 const root = document.getElementById("demo");
 const $ = (id) => document.getElementById(id);
 const { RohrpostClient } = await import(root.dataset.clientUrl);
 
-const PING_EVERY_MS = 1000;
-const MAX_FRAMES = 15;
 const ERROR_SHOWN_MS = 4000;
+// A task added while offline waits this long for the connection to come back.
+const ADD_TIMEOUT_MS = 60000;
+// Failures after which the server may have added the task all the same.
+const OUTCOME_UNKNOWN = new Set(["connection_lost", "timeout"]);
 
 const scheme = location.protocol === "https:" ? "wss:" : "ws:";
 const url = `${scheme}//${location.host}${root.dataset.wsPath}`;
@@ -29,12 +37,17 @@ const board = {
   group: null, // its group, once subscribed
   tasks: new Map(), // id -> {id, board, title, done}
   held: null, // pushes that arrived while a snapshot was loading
+  rows: new Map(), // task id, or a new task's key -> its <li>, reused by every render
+  adding: new Map(), // "new-<n>" -> {board, title, after, error}: tasks not (yet) added
+  editing: null, // {id, input, before, finish} while a title is being renamed
 };
+let addCount = 0;
 
 function setStatus(state, text) {
   const status = $("status");
   status.dataset.state = state;
   status.textContent = text;
+  renderTasks(); // the tasks waiting to be added say whether they are queued or on their way
 }
 
 let errorTimer = null;
@@ -58,12 +71,15 @@ function renderBoards() {
     const entry = document.createElement("li");
     const link = document.createElement("a");
     link.href = `#board-${item.id}`;
-    link.textContent = item.name;
+    const name = document.createElement("span");
+    name.className = "board-name";
+    name.textContent = item.name;
+    link.append(name);
     if (item.private) {
       const badge = document.createElement("span");
       badge.className = "badge";
       badge.textContent = "private";
-      link.append(" ", badge);
+      link.append(badge);
     }
     link.dataset.board = item.id;
     if (item.id === board.id) link.setAttribute("aria-current", "page");
@@ -74,34 +90,123 @@ function renderBoards() {
   $("board-title").textContent = current ? current.name : "…";
 }
 
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function taskRow(id) {
+  const item = document.createElement("li");
+  item.dataset.id = id;
+  const toggle = element("input", "task-toggle");
+  toggle.type = "checkbox";
+  const title = element("span", "task-title");
+  title.title = "Click to rename";
+  title.tabIndex = 0;
+  const remove = element("button", "task-delete", "×");
+  remove.type = "button";
+  item.append(toggle, title, remove);
+  return item;
+}
+
+function updateTaskRow(item, task) {
+  item.classList.toggle("done", task.done);
+  const toggle = item.querySelector(".task-toggle");
+  toggle.checked = task.done;
+  toggle.setAttribute("aria-label", `Done: ${task.title}`);
+  item.querySelector(".task-delete").setAttribute("aria-label", `Delete: ${task.title}`);
+  // While a title is renamed its text stays hidden behind the input, but current.
+  item.querySelector(".task-title").textContent = task.title;
+  if (board.editing?.id === task.id) {
+    const note = item.querySelector(".task-note");
+    const renamed = task.title !== board.editing.before;
+    note.hidden = !renamed;
+    note.textContent = renamed ? `Renamed elsewhere to “${task.title}”: Enter keeps yours, Esc takes theirs.` : "";
+  }
+}
+
+function addingRow(key, entry) {
+  const item = board.rows.get(key) ?? document.createElement("li");
+  item.className = "adding";
+  item.dataset.adding = key;
+  const state = entry.error ? "failed" : client.state === "open" ? "sending" : "queued";
+  item.dataset.state = state;
+  let text = { sending: "saving…", queued: "offline: sent when the connection is back" }[state];
+  if (state === "failed") {
+    text = OUTCOME_UNKNOWN.has(entry.error.code)
+      ? "no answer came: it may have been saved"
+      : `not saved: ${entry.error.message}`;
+  }
+  const parts = [element("span", "adding-title", entry.title), element("span", "adding-state", text)];
+  if (state === "failed") {
+    const retry = element("button", "adding-retry", "retry");
+    retry.type = "button";
+    const dismiss = element("button", "task-delete adding-dismiss", "×");
+    dismiss.type = "button";
+    dismiss.setAttribute("aria-label", `Dismiss: ${entry.title}`);
+    parts.push(retry, dismiss);
+  }
+  item.replaceChildren(...parts);
+  return item;
+}
+
+// Whether a task the page added without hearing back is on the board now: a task
+// newer than those known when it was sent, with its title.
+function arrived(entry) {
+  return [...board.tasks.values()].some((task) => task.id > entry.after && task.title === entry.title);
+}
+
 function renderTasks() {
+  const list = $("tasks");
   // Rows that were not there before flash once (not on the first render of a board).
-  const shown = new Set([...$("tasks").children].map((item) => item.dataset.id));
-  const items = [...board.tasks.values()].sort((a, b) => a.id - b.id).map((task) => {
-    const item = document.createElement("li");
-    item.dataset.id = task.id;
-    item.classList.toggle("done", task.done);
-    item.classList.toggle("arrived", shown.size > 0 && !shown.has(String(task.id)));
-    const toggle = document.createElement("input");
-    toggle.type = "checkbox";
-    toggle.className = "task-toggle";
-    toggle.checked = task.done;
-    toggle.setAttribute("aria-label", `Done: ${task.title}`);
-    const title = document.createElement("span");
-    title.className = "task-title";
-    title.textContent = task.title;
-    title.title = "Click to rename";
-    title.tabIndex = 0;
-    const remove = document.createElement("button");
-    remove.type = "button";
-    remove.className = "task-delete";
-    remove.textContent = "×";
-    remove.setAttribute("aria-label", `Delete: ${task.title}`);
-    item.append(toggle, title, remove);
-    return item;
-  });
-  $("tasks").replaceChildren(...items);
-  $("board-empty").hidden = items.length > 0;
+  const flash = board.rows.size > 0;
+  const wanted = [];
+  for (const task of [...board.tasks.values()].sort((a, b) => a.id - b.id)) {
+    let item = board.rows.get(task.id);
+    if (!item) {
+      item = taskRow(task.id);
+      item.classList.toggle("arrived", flash);
+      board.rows.set(task.id, item);
+    }
+    updateTaskRow(item, task);
+    wanted.push(item);
+  }
+  if (board.editing && !board.tasks.has(board.editing.id)) board.editing.finish("deleted");
+  for (const [key, entry] of board.adding) {
+    if (entry.board !== board.id) continue;
+    if (entry.error && OUTCOME_UNKNOWN.has(entry.error.code) && arrived(entry)) {
+      board.adding.delete(key); // it was saved after all: the board shows it
+      continue;
+    }
+    const item = addingRow(key, entry);
+    board.rows.set(key, item);
+    wanted.push(item);
+  }
+  // Drop the rows that went, then insert the new ones in order. A row that stays
+  // is never moved: moving an element out of the document and back takes the
+  // focus from an input in it, and that blur would end a rename.
+  const keep = new Set(wanted);
+  for (const [key, item] of board.rows) {
+    if (!keep.has(item)) {
+      item.remove();
+      board.rows.delete(key);
+    }
+  }
+  let next = list.firstElementChild;
+  for (const item of wanted) {
+    if (item === next) next = next.nextElementSibling;
+    else list.insertBefore(item, next);
+  }
+  $("board-empty").hidden = wanted.length > 0;
+}
+
+function clearTasks() {
+  board.editing?.finish("cancel");
+  board.tasks = new Map();
+  board.rows = new Map();
+  $("tasks").replaceChildren();
 }
 
 async function loadSnapshot() {
@@ -133,7 +238,7 @@ async function showBoard(boardId) {
     client.unsubscribe({ type: "board", id: old }).catch(showError);
   }
   board.id = boardId;
-  board.tasks = new Map();
+  clearTasks();
   renderBoards();
   renderTasks();
   const { group } = await client.subscribe({ type: "board", id: boardId });
@@ -161,16 +266,32 @@ window.addEventListener("hashchange", () => {
   if (wanted !== undefined && wanted !== board.id) showBoard(wanted).catch(showError);
 });
 
-$("task-form").addEventListener("submit", async (event) => {
+// --- adding: a row at once, which says when the task waits for the connection ---------
+
+async function addTask(boardId, title) {
+  addCount += 1;
+  const key = `new-${addCount}`;
+  const after = Math.max(0, ...board.tasks.keys());
+  const entry = { board: boardId, title: title.trim(), after, error: null };
+  board.adding.set(key, entry);
+  renderTasks();
+  try {
+    // Made while offline, the call waits in the client's queue until it reconnects.
+    const task = await client.call("task.add", { board: boardId, title }, { timeout: ADD_TIMEOUT_MS });
+    board.adding.delete(key);
+    applyChange({ type: "create", object: task });
+  } catch (error) {
+    entry.error = error;
+  }
+  renderTasks();
+}
+
+$("task-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const input = event.target.elements.title;
-  try {
-    applyChange({ type: "create", object: await client.call("task.add", { board: board.id, title: input.value }) });
-    input.value = "";
-    renderTasks();
-  } catch (error) {
-    showError(error);
-  }
+  if (!input.value.trim()) return;
+  addTask(board.id, input.value.trim());
+  input.value = "";
 });
 
 async function edit(type, data) {
@@ -194,6 +315,19 @@ $("tasks").addEventListener("change", (event) => {
 $("tasks").addEventListener("click", (event) => {
   const item = event.target.closest("li");
   if (!item) return;
+  if (item.dataset.adding) {
+    const key = item.dataset.adding;
+    const entry = board.adding.get(key);
+    if (!entry || !entry.error) return;
+    if (event.target.classList.contains("adding-retry")) {
+      board.adding.delete(key);
+      addTask(entry.board, entry.title);
+    } else if (event.target.classList.contains("adding-dismiss")) {
+      board.adding.delete(key);
+      renderTasks();
+    }
+    return;
+  }
   const id = Number(item.dataset.id);
   if (event.target.classList.contains("task-delete")) edit("task.delete", { id });
   else if (event.target.classList.contains("task-title")) startRename(item, id);
@@ -205,29 +339,59 @@ $("tasks").addEventListener("keydown", (event) => {
   }
 });
 
+// --- renaming: what the user types is theirs until they leave the field ---------------
+//
+// While a title is edited, pushes keep updating the row (done, position, the title
+// behind the input) but never the input, its focus or its selection. Only the user
+// ends an edit: Enter or leaving the field saves what they typed (their title wins
+// over a rename made elsewhere meanwhile: the last save wins, as on the server);
+// Escape drops it and shows the current title, a rename made elsewhere included.
+// A rename made elsewhere meanwhile is shown under the input, so it is a choice.
+// A blur that is not the user leaving the field (the window losing the focus to
+// another tab or program) keeps the edit open. When the task is deleted elsewhere,
+// the edit ends and the page says so, with the title that was not saved.
+
 function startRename(item, id) {
+  if (board.editing?.id === id) return;
+  board.editing?.finish("save");
   const title = item.querySelector(".task-title");
-  const input = document.createElement("input");
-  input.className = "task-rename";
-  input.value = board.tasks.get(id)?.title ?? title.textContent;
+  const before = board.tasks.get(id)?.title ?? title.textContent;
+  const input = element("input", "task-rename");
+  input.value = before;
   input.maxLength = 200;
   input.setAttribute("aria-label", "New title");
-  let done = false;
-  const finish = (save) => {
-    if (done) return;
-    done = true;
-    if (save && input.value.trim() && input.value !== board.tasks.get(id)?.title) {
-      edit("task.rename", { id, title: input.value });
-    } else {
-      renderTasks();
+  const note = element("span", "task-note");
+  note.hidden = true;
+  const finish = (how) => {
+    if (board.editing?.input !== input) return;
+    board.editing = null;
+    const typed = input.value;
+    input.remove();
+    note.remove();
+    title.hidden = false;
+    item.classList.remove("editing");
+    const current = board.tasks.get(id)?.title;
+    if (how === "deleted") {
+      showError({ message: `The task was deleted elsewhere; “${typed}” was not saved.` });
+    } else if (how === "save" && typed.trim() && typed.trim() !== current) {
+      edit("task.rename", { id, title: typed });
     }
+    if (how !== "cancel" && how !== "deleted" && document.activeElement === document.body) title.focus();
   };
+  board.editing = { id, input, before, finish };
   input.addEventListener("keydown", (event) => {
-    if (event.key === "Enter") finish(true);
-    if (event.key === "Escape") finish(false);
+    if (event.key === "Enter") finish("save");
+    if (event.key === "Escape") finish("escape");
   });
-  input.addEventListener("blur", () => finish(true));
-  title.replaceWith(input);
+  input.addEventListener("blur", () => {
+    // The input keeps being the document's active element when the window loses the
+    // focus: the user went elsewhere, not out of the field.
+    if (document.activeElement === input || !input.isConnected) return;
+    finish("save");
+  });
+  title.hidden = true;
+  item.classList.add("editing");
+  title.after(input, note);
   input.focus();
   input.select();
 }
@@ -249,69 +413,4 @@ client.on("unsubscribed", ({ group, reason }) => {
   showError({ message: `Removed from ${group}: ${reason ?? "no reason given"}` });
 });
 
-// --- the playground: round trips, raw requests, frames ----------------------------------
-
-const rtt = { count: 0, total: 0, min: Infinity };
-
-function logFrame(direction, text) {
-  if (!$("show-pings").checked && /"type"\s*:\s*"(ping|pong)"/.test(text)) return;
-  const item = document.createElement("li");
-  const when = document.createElement("span");
-  when.className = "when";
-  when.textContent = new Date().toLocaleTimeString([], { hour12: false });
-  const arrow = document.createElement("span");
-  arrow.className = direction;
-  arrow.textContent = direction === "in" ? "←" : "→";
-  const body = document.createElement("span");
-  body.className = "text";
-  body.textContent = text;
-  body.title = text;
-  item.append(when, arrow, body);
-  const frames = $("frames");
-  frames.prepend(item);
-  while (frames.children.length > MAX_FRAMES) frames.lastElementChild.remove();
-}
-
-client.on("message", (frame) => logFrame("in", typeof frame === "string" ? frame : JSON.stringify(frame)));
-
-async function measure() {
-  const started = performance.now();
-  try {
-    await client.call("ping", undefined, { timeout: 2000 });
-  } catch {
-    return;
-  }
-  const ms = performance.now() - started;
-  rtt.count += 1;
-  rtt.total += ms;
-  rtt.min = Math.min(rtt.min, ms);
-  $("rtt-last").textContent = `${ms.toFixed(1)} ms`;
-  $("rtt-min").textContent = `${rtt.min.toFixed(1)} ms`;
-  $("rtt-avg").textContent = `${(rtt.total / rtt.count).toFixed(1)} ms`;
-  $("rtt-count").textContent = String(rtt.count);
-}
-setInterval(() => { if ($("demo").querySelector("details[open]")) measure(); }, PING_EVERY_MS);
-
-$("request-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const form = event.target;
-  const reply = $("reply");
-  let data;
-  try {
-    data = form.elements.data.value.trim() ? JSON.parse(form.elements.data.value) : undefined;
-  } catch (error) {
-    reply.dataset.kind = "error";
-    reply.textContent = `The data is not JSON: ${error.message}`;
-    return;
-  }
-  const type = form.elements.type.value.trim();
-  logFrame("out", JSON.stringify(data === undefined ? { type } : { type, data }));
-  try {
-    const answer = await client.call(type, data);
-    reply.dataset.kind = "ok";
-    reply.textContent = JSON.stringify(answer, null, 2) ?? "(no data)";
-  } catch (error) {
-    reply.dataset.kind = "error";
-    reply.textContent = error.code ? `${error.code}: ${error.message}` : String(error.message ?? error);
-  }
-});
+startPlayground(client, $);

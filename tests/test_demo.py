@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
+import subprocess
 import urllib.request
 from collections.abc import Iterator
+from importlib.metadata import metadata
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.demo_server import STOP_TIMEOUT, WS_PATH, DemoServer, run_demo
+from tests.demo_server import EXAMPLE_DIR, STOP_TIMEOUT, WS_PATH, DemoServer, run_demo
 
 pytestmark = pytest.mark.e2e
 
@@ -117,3 +120,23 @@ async def test_sigint_stops_the_server_cleanly(fresh_demo: DemoServer) -> None:
     assert returncode in (0, -signal.SIGINT), log
     assert "Finished server process" in log
     assert "Traceback" not in log
+
+
+def test_make_demo_installs_the_runtime_extras_and_no_test_tools(tmp_path: Path) -> None:
+    """On a fresh clone, ``make demo`` installs what the demo runs, not the dev group."""
+    root = EXAMPLE_DIR.parent
+    plan = subprocess.run(
+        ["make", "--dry-run", "demo", f"VENV={tmp_path / 'venv'}"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    installs = [line for line in plan.splitlines() if "pip install" in line]
+    assert len(installs) == 1, plan
+    assert "--group" not in installs[0]
+    extras = re.search(r'-e "\.\[([a-z,]+)\]"', installs[0])
+    assert extras, installs[0]
+    known = set(metadata("rohrpost").get_all("Provides-Extra") or [])
+    assert set(extras[1].split(",")) == {"server", "client", "redis", "fast"} <= known

@@ -331,7 +331,8 @@ def test_a_refused_task_stays_on_the_page_with_the_reason(page_pair: tuple[Any, 
 
 
 def test_the_page_fits_a_phone(browser: Any, demo: DemoServer) -> None:
-    """At 390 px the title and the badges keep to one line each, nothing scrolls sideways."""
+    """At 390 px the header and the badges keep to one line each; nothing scrolls sideways,
+    not even a long title without a space."""
     context = browser.new_context(viewport={"width": 390, "height": 844})
     try:
         page = context.new_page()
@@ -341,6 +342,7 @@ def test_the_page_fits_a_phone(browser: Any, demo: DemoServer) -> None:
         page.click("button[type=submit]")
         page.wait_for_selector("#status[data-state='open']", timeout=10_000)
         page.wait_for_selector("#boards .badge", timeout=10_000)
+        add_task(page, "W" * 200)  # a title without a place to break the line
         lines = page.evaluate(
             """() => {
                 const lines = (node) => {

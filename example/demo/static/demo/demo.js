@@ -341,8 +341,8 @@ $("tasks").addEventListener("keydown", (event) => {
 
 // --- renaming: what the user types is theirs until they leave the field ---------------
 //
-// While a title is edited, pushes keep updating the row (done, position, the title
-// behind the input) but never the input, its focus or its selection. Only the user
+// While a title is edited, pushes keep updating the row (its checkbox, the title
+// hidden behind the input) but never the input, its focus or its selection. Only the user
 // ends an edit: Enter or leaving the field saves what they typed (their title wins
 // over a rename made elsewhere meanwhile: the last save wins, as on the server);
 // Escape drops it and shows the current title, a rename made elsewhere included.
@@ -376,12 +376,12 @@ function startRename(item, id) {
     } else if (how === "save" && typed.trim() && typed.trim() !== current) {
       edit("task.rename", { id, title: typed });
     }
-    if (how !== "cancel" && how !== "deleted" && document.activeElement === document.body) title.focus();
   };
   board.editing = { id, input, before, finish };
   input.addEventListener("keydown", (event) => {
-    if (event.key === "Enter") finish("save");
-    if (event.key === "Escape") finish("escape");
+    if (event.key !== "Enter" && event.key !== "Escape") return;
+    finish(event.key === "Enter" ? "save" : "escape");
+    title.focus(); // a keyboard user goes on from the task they renamed
   });
   input.addEventListener("blur", () => {
     // The input keeps being the document's active element when the window loses the

@@ -289,6 +289,43 @@ def test_a_task_deleted_while_renamed_ends_the_edit_and_says_so(
     assert sent_requests(typist, "task.rename") == []
 
 
+def test_switching_to_another_tab_keeps_the_rename_open(browser: Any, demo: DemoServer) -> None:
+    """The input loses the focus with the window: that blur is not the user leaving it."""
+    context = browser.new_context()
+    typist = context.new_page()
+    try:
+        record_sent_frames(typist)
+        typist.goto(demo.base_url + "/")
+        typist.wait_for_selector("#status[data-state='open']", timeout=10_000)
+        add_task(typist, "Switch tabs")
+        # Headless Chromium tells every page it has the focus unless told not to.
+        session = context.new_cdp_session(typist)
+        session.send("Emulation.setFocusEmulationEnabled", {"enabled": False})
+        typist.click("#tasks .task-title:text-is('Switch tabs')")
+        typist.keyboard.type("Switched tabs meanwhile")
+        typist.evaluate(
+            """window.inputBlurs = 0;
+            document.querySelector("#tasks .task-rename")
+                .addEventListener("blur", () => { window.inputBlurs += 1; });"""
+        )
+
+        other_tab = context.new_page()
+        other_tab.goto(demo.base_url + "/")
+        other_tab.bring_to_front()
+        typist.wait_for_function("window.inputBlurs > 0 && !document.hasFocus()", timeout=LIVE_MS)
+        assert typist.locator("#tasks .task-rename").input_value() == "Switched tabs meanwhile"
+        assert sent_requests(typist, "task.rename") == []
+
+        typist.bring_to_front()
+        typist.keyboard.press("Enter")
+        task_item(other_tab, "Switched tabs meanwhile").wait_for(timeout=LIVE_MS)
+        renamed = [data["title"] for data in sent_requests(typist, "task.rename")]
+        assert renamed == ["Switched tabs meanwhile"]
+    finally:
+        context.close()
+        SENT.pop(typist, None)
+
+
 # --- a task added while offline ----------------------------------------------------------
 
 

@@ -177,6 +177,38 @@ async def test_a_null_token_counts_as_no_token(settings: Any, consumer_class: ty
         assert (await ask(communicator, whoami(auth_jwt=None)))["data"] == "alice"
 
 
+@pytest.mark.parametrize("token", [None, ""])
+async def test_an_empty_token_counts_as_no_token_and_reaches_the_handler(
+    settings: Any,
+    consumer_class: type[Any],
+    whoami_handler: list[dict[str, Any]],
+    token: str | None,
+) -> None:
+    """rohrpost.js 0.6 sends `auth_jwt: ""` on every call when its `token` option is unset."""
+    settings.ROHRPOST = {"AUTHENTICATE": "tests.test_auth.user_for_token"}
+    async with connect(consumer_class) as communicator:
+        reply = await ask(communicator, whoami(1, auth_jwt=token))
+        assert reply == {"id": 1, "type": "whoami", "data": "nobody"}
+    async with connect(consumer_class, user=ALICE) as communicator:
+        assert (await ask(communicator, whoami(2, auth_jwt=token)))["data"] == "alice"
+    # The handler sees the request as sent, the empty field included.
+    assert [request.get("auth_jwt", "missing") for request in whoami_handler] == [token, token]
+
+
+async def test_an_empty_token_does_not_authenticate_where_authentication_is_required(
+    settings: Any, consumer_class: type[Any], whoami_handler: list[dict[str, Any]]
+) -> None:
+    settings.ROHRPOST = {"REQUIRE_AUTHENTICATION": True, "AUTHENTICATE": auser_for_token}
+    async with connect(consumer_class) as communicator:
+        reply = await ask(communicator, whoami(1, auth_jwt=""))
+        assert reply == unauthenticated(1, "Authentication required.")
+        assert await ask(communicator, {"id": 2, "type": "ping", "auth_jwt": ""}) == {
+            "id": 2,
+            "type": "pong",
+        }
+    assert whoami_handler == []
+
+
 async def test_a_hook_may_refuse_with_its_own_error(
     settings: Any, consumer_class: type[Any]
 ) -> None:

@@ -8,7 +8,8 @@ Two settings in ``ROHRPOST`` (both optional):
     token is not valid. It may be sync (it runs in a worker thread, so it can
     use the ORM) or ``async def``. rohrpost.js sends its ``token`` option as the
     top-level ``auth_jwt`` field of a request; when a request carries one, the
-    hook checks it before the handler runs. A valid token makes the hook's
+    hook checks it before the handler runs. An empty ``auth_jwt`` is no token
+    (rohrpost.js 0.6 sends ``""`` when its ``token`` option is not set). A valid token makes the hook's
     user the connection's user (``scope["user"]``) from then on, and puts the
     connection in that user's private group (:mod:`rohrpost.control`); an
     invalid one is answered with the error ``unauthenticated`` and the handler
@@ -123,7 +124,7 @@ class Authenticator:
             ``(None, frame)`` with the error frame to answer instead.
         """
         token = request.get(TOKEN_FIELD) if self._ahook is not None else None
-        if token is None:
+        if token is None or token == "":  # rohrpost.js 0.6 sends "" for "no token"
             if (
                 self.require
                 and request["type"] not in OPEN_TYPES

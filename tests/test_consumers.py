@@ -171,9 +171,9 @@ async def test_unknown_type_answers_unknown_type_error_with_id_and_type(
 
 
 BAD_FRAMES = [
-    pytest.param({"text": ""}, {"error": "The frame is empty.", "code": "empty_frame"}, id="empty"),
+    pytest.param({"text": ""}, {"error": "Received empty message.", "code": "empty_frame"}, id="empty"),
     pytest.param(
-        {"text": " \n\t"}, {"error": "The frame is empty.", "code": "empty_frame"}, id="blank"
+        {"text": " \n\t"}, {"error": "Received empty message.", "code": "empty_frame"}, id="blank"
     ),
     pytest.param(
         {"bytes": b'{"id": 1, "type": "ping"}'},
@@ -184,22 +184,22 @@ BAD_FRAMES = [
     pytest.param({"text": "NaN"}, {"code": "invalid_json"}, id="nan"),
     pytest.param(
         {"text": "[1, 2]"},
-        {"error": "The frame must be a JSON object.", "code": "not_an_object"},
+        {"error": "Expected a JSON object as message.", "code": "not_an_object"},
         id="array",
     ),
     pytest.param(
         {"text": '"ping"'},
-        {"error": "The frame must be a JSON object.", "code": "not_an_object"},
+        {"error": "Expected a JSON object as message.", "code": "not_an_object"},
         id="string",
     ),
     pytest.param(
         {"text": '{"type": "ping"}'},
-        {"type": "ping", "error": "The request has no `id`.", "code": "missing_id"},
+        {"type": "ping", "error": "Missing required field 'id'.", "code": "missing_id"},
         id="missing-id",
     ),
     pytest.param(
         {"text": '{"id": 3}'},
-        {"id": 3, "error": "The request has no `type`.", "code": "missing_type"},
+        {"id": 3, "error": "Missing required field 'type'.", "code": "missing_type"},
         id="missing-type",
     ),
     pytest.param(
@@ -233,7 +233,7 @@ async def test_bad_frame_gets_one_error_reply_and_connection_stays_open(
         if set(expected) == {"code"}:
             assert set(reply) == {"error", "code"}
             assert reply["code"] == expected["code"]
-            assert reply["error"].startswith("Invalid JSON:")
+            assert reply["error"].startswith("Could not decode JSON message. Error:")
         else:
             assert reply == expected
         assert await communicator.receive_nothing()

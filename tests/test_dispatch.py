@@ -100,7 +100,7 @@ def test_prepare_call_returns_the_encoded_frame_error_for_an_invalid_frame(
 ) -> None:
     reply = prepare_call(handlers, '{"id": 5}')
 
-    assert reply == '{"id":5,"error":"The request has no `type`.","code":"missing_type"}'
+    assert reply == '{"id":5,"error":"Missing required field \'type\'.","code":"missing_type"}'
 
 
 def test_prepare_call_refuses_a_binary_frame(handlers: HandlerRegistry) -> None:
@@ -306,5 +306,5 @@ def test_prepare_call_with_the_orjson_codec_refuses_a_raw_lone_surrogate_as_inva
     reply = prepare_call(handlers, '{"id": 1, "type": "\ud800"}')
 
     assert reply == (
-        '{"error":"Invalid JSON: The text holds a lone UTF-16 surrogate.","code":"invalid_json"}'
+        '{"error":"Could not decode JSON message. Error: The text holds a lone UTF-16 surrogate.","code":"invalid_json"}'
     )

@@ -228,11 +228,11 @@ def test_float_ids_are_decoded_as_floats() -> None:
 
 @pytest.mark.parametrize("text", ["", " ", "\t\r\n ", "\u3000"])
 def test_empty_or_whitespace_only_frame_is_empty_frame(text: str) -> None:
-    assert error_reply(text) == {"error": "The frame is empty.", "code": "empty_frame"}
+    assert error_reply(text) == {"error": "Received empty message.", "code": "empty_frame"}
 
 
 def test_missing_text_without_binary_is_empty_frame() -> None:
-    assert error_reply(None) == {"error": "The frame is empty.", "code": "empty_frame"}
+    assert error_reply(None) == {"error": "Received empty message.", "code": "empty_frame"}
 
 
 @pytest.mark.parametrize("binary", [b'{"id": 1, "type": "ping"}', b""])
@@ -277,14 +277,14 @@ def test_binary_frame_is_binary_frame(binary: bytes) -> None:
     ],
 )
 def test_invalid_json_is_invalid_json_with_the_decoder_message(frame: str, message: str) -> None:
-    assert error_reply(frame) == {"error": f"Invalid JSON: {message}", "code": "invalid_json"}
+    assert error_reply(frame) == {"error": f"Could not decode JSON message. Error: {message}", "code": "invalid_json"}
 
 
 def test_5000_digit_integer_is_invalid_json_not_a_crash() -> None:
     frame = '{"id": 1, "type": "x", "data": ' + "9" * 5000 + "}"
 
     assert error_reply(frame) == {
-        "error": "Invalid JSON: An integer has more than 4300 digits.",
+        "error": "Could not decode JSON message. Error: An integer has more than 4300 digits.",
         "code": "invalid_json",
     }
 
@@ -308,7 +308,7 @@ def test_5000_digit_float_overflows_and_is_invalid_json() -> None:
     reply = error_reply('{"id": 1, "type": "x", "data": ' + "9" * 5000 + ".5}")
 
     assert reply["code"] == "invalid_json"
-    assert reply["error"] == "Invalid JSON: The number " + "9" * 40 + " is too large."
+    assert reply["error"] == "Could not decode JSON message. Error: The number " + "9" * 40 + " is too large."
 
 
 # --- not an object --------------------------------------------------------------------
@@ -319,7 +319,7 @@ def test_5000_digit_float_overflows_and_is_invalid_json() -> None:
 )
 def test_json_that_is_not_an_object_is_not_an_object(frame: str) -> None:
     assert error_reply(frame) == {
-        "error": "The frame must be a JSON object.",
+        "error": "Expected a JSON object as message.",
         "code": "not_an_object",
     }
 
@@ -330,20 +330,20 @@ def test_json_that_is_not_an_object_is_not_an_object(frame: str) -> None:
 def test_missing_id_is_missing_id_and_echoes_the_type() -> None:
     assert error_reply('{"type": "ping", "data": 1}') == {
         "type": "ping",
-        "error": "The request has no `id`.",
+        "error": "Missing required field 'id'.",
         "code": "missing_id",
     }
 
 
 def test_missing_id_with_an_invalid_type_echoes_neither() -> None:
     assert error_reply('{"type": 5}') == {
-        "error": "The request has no `id`.",
+        "error": "Missing required field 'id'.",
         "code": "missing_id",
     }
 
 
-def test_empty_object_is_missing_id() -> None:
-    assert error_reply("{}") == {"error": "The request has no `id`.", "code": "missing_id"}
+def test_empty_object_is_missing_type_because_type_is_checked_before_id_as_in_4x() -> None:
+    assert error_reply("{}") == {"error": "Missing required field 'type'.", "code": "missing_type"}
 
 
 @pytest.mark.parametrize("bad_id", ["true", "false", "null", "[]", "[1]", "{}", '{"a": 1}'])
@@ -357,10 +357,17 @@ def test_id_that_is_not_int_float_or_string_is_invalid_id_and_echoes_the_type(
     }
 
 
-def test_invalid_id_without_type_reports_the_id_first() -> None:
+def test_invalid_id_without_type_reports_the_missing_type_first() -> None:
     assert error_reply('{"id": true}') == {
-        "error": "The `id` must be an integer, a float or a string.",
-        "code": "invalid_id",
+        "error": "Missing required field 'type'.",
+        "code": "missing_type",
+    }
+
+
+def test_invalid_id_with_an_invalid_type_reports_the_type_first() -> None:
+    assert error_reply('{"id": true, "type": 5}') == {
+        "error": "The `type` must be a non-empty string of at most 100 characters.",
+        "code": "invalid_type",
     }
 
 
@@ -373,7 +380,7 @@ def test_missing_type_is_missing_type_and_echoes_the_id_exactly(request_id: Any)
 
     assert reply == {
         "id": request_id,
-        "error": "The request has no `type`.",
+        "error": "Missing required field 'type'.",
         "code": "missing_type",
     }
     assert_same_id(reply["id"], request_id)

@@ -139,6 +139,10 @@ class FrameError:
         return encode_error(self.request_id, self.request_type, self.message, self.code)
 
 
+# rohrpost 4.x's words for these errors (clients may match on them); the code is ours.
+_EMPTY_TEXT: Final = "Received empty message."
+
+
 def parse_request(
     text: str | None, binary: bytes | None = None, limits: Limits = DEFAULT_LIMITS
 ) -> dict[str, Any] | FrameError:
@@ -156,9 +160,9 @@ def parse_request(
     if text is None:
         if binary is not None:
             return FrameError(BINARY_FRAME, "Binary frames are not supported; send text.")
-        return FrameError(EMPTY_FRAME, "The frame is empty.")
+        return FrameError(EMPTY_FRAME, _EMPTY_TEXT)
     if not text or text.isspace():
-        return FrameError(EMPTY_FRAME, "The frame is empty.")
+        return FrameError(EMPTY_FRAME, _EMPTY_TEXT)
     size_limit = limits.max_frame_bytes
     # A str of n characters is n to 4n bytes of UTF-8: encode only when it matters.
     if len(text) > size_limit or (
@@ -176,9 +180,9 @@ def parse_request(
     except RecursionError:  # only under a recursion limit lowered far below Python's default
         return _too_deep(limits)
     except encoding.JSONDecodeError as exc:
-        return FrameError(INVALID_JSON, f"Invalid JSON: {exc}")
+        return FrameError(INVALID_JSON, f"Could not decode JSON message. Error: {exc}")
     if type(request) is not dict:
-        return FrameError(NOT_AN_OBJECT, "The frame must be a JSON object.")
+        return FrameError(NOT_AN_OBJECT, "Expected a JSON object as message.")
     return _validate(request)
 
 
@@ -191,18 +195,19 @@ def _validate(request: dict[str, Any]) -> dict[str, Any] | FrameError:
         return request
     known_id = request_id if id_ok else None
     known_type = request_type if type_ok else None
-    if "id" not in request:
-        return FrameError(MISSING_ID, "The request has no `id`.", None, known_type)
-    if not id_ok:
-        return FrameError(
-            INVALID_ID, "The `id` must be an integer, a float or a string.", None, known_type
-        )
+    # 4.x's texts, and its order: `type` is looked for before `id`.
     if "type" not in request:
-        return FrameError(MISSING_TYPE, "The request has no `type`.", known_id)
+        return FrameError(MISSING_TYPE, "Missing required field 'type'.", known_id)
+    if "id" not in request:
+        return FrameError(MISSING_ID, "Missing required field 'id'.", None, known_type)
+    if not type_ok:
+        return FrameError(
+            INVALID_TYPE,
+            f"The `type` must be a non-empty string of at most {MAX_TYPE_LENGTH} characters.",
+            known_id,
+        )
     return FrameError(
-        INVALID_TYPE,
-        f"The `type` must be a non-empty string of at most {MAX_TYPE_LENGTH} characters.",
-        known_id,
+        INVALID_ID, "The `id` must be an integer, a float or a string.", None, known_type
     )
 
 

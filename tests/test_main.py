@@ -184,3 +184,26 @@ def test_works_with_a_plain_custom_sync_consumer() -> None:
     consumer = MyConsumer()
     handle_rohrpost_message(consumer, '{"id": "a", "type": "ping", "data": {"k": 1}}')
     assert consumer.sent == ['{"id":"a","type":"pong","data":{"k":1}}']
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b'{"id": 1, "type": "ping", "data": "\xc3\xa9"}',
+        bytearray(b'{"id": 1, "type": "ping", "data": "\xc3\xa9"}'),
+    ],
+)
+def test_bytes_as_text_data_are_decoded_as_utf8_as_4x_did(frame: bytes) -> None:
+    """A custom consumer's receive may pass its frame on as bytes."""
+    consumer = Consumer()
+    handle_rohrpost_message(consumer, frame)
+    assert consumer.messages == [{"id": 1, "type": "pong", "data": {"data": "é"}}]
+
+
+def test_bytes_that_are_not_utf8_are_answered_with_invalid_json() -> None:
+    consumer = Consumer()
+    handle_rohrpost_message(consumer, b'{"id": 1, "type": "ping", "data": "\xff"}')
+    [reply] = consumer.messages
+    assert reply["code"] == "invalid_json"
+    assert reply["error"].startswith("Could not decode JSON message. Error: ")
+    assert "id" not in reply

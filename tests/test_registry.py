@@ -55,6 +55,48 @@ def test_rohrpost_handler_with_a_list_registers_every_name(registry: HandlerRegi
     assert HANDLERS["test-registry-b"] is handle
 
 
+def test_rohrpost_handler_without_a_name_registers_the_function_under_its_own_name(
+    registry: HandlerRegistry,
+) -> None:
+    @rohrpost_handler()
+    def test_registry_own_name(consumer: Any, request: Any) -> None:
+        return None
+
+    assert HANDLERS["test_registry_own_name"] is test_registry_own_name
+
+
+@pytest.mark.parametrize("empty", ["", []])
+def test_rohrpost_handler_with_an_empty_name_uses_the_function_name_as_4x_did(
+    registry: HandlerRegistry, empty: Any
+) -> None:
+    @rohrpost_handler(empty)
+    def test_registry_empty_name(consumer: Any, request: Any) -> None:
+        return None
+
+    assert HANDLERS["test_registry_empty_name"] is test_registry_empty_name
+    assert "" not in HANDLERS
+
+
+def test_rohrpost_handler_takes_the_name_by_keyword(registry: HandlerRegistry) -> None:
+    @rohrpost_handler(name="test-registry-keyword")
+    def handle(consumer: Any, request: Any) -> None:
+        return None
+
+    @rohrpost_handler(name=["test-registry-k1", "test-registry-k2"])
+    def handle_both(consumer: Any, request: Any) -> None:
+        return None
+
+    assert HANDLERS["test-registry-keyword"] is handle
+    assert HANDLERS["test-registry-k1"] is HANDLERS["test-registry-k2"] is handle_both
+
+
+def test_a_nameless_callable_needs_a_name() -> None:
+    registry = HandlerRegistry()
+    with pytest.raises(ValueError, match="has no __name__"):
+        registry.register(None, functools.partial(print))
+    assert registry == {}
+
+
 def test_decorator_returns_the_function_unchanged(registry: HandlerRegistry) -> None:
     def handle(consumer: Any, request: Any) -> str:
         return "result"

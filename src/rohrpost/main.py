@@ -14,6 +14,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 
+from rohrpost import protocol
 from rohrpost.dispatch import Call, prepare_call
 from rohrpost.message import deliver
 from rohrpost.protocol import DEFAULT_LIMITS, Limits
@@ -24,7 +25,7 @@ __all__ = ["handle_rohrpost_message", "run_call"]
 
 def handle_rohrpost_message(
     consumer: Any,
-    text_data: str | None,
+    text_data: str | bytes | None,
     bytes_data: bytes | None = None,
     *,
     registry: HandlerRegistry = HANDLERS,
@@ -37,11 +38,20 @@ def handle_rohrpost_message(
 
     Args:
         consumer: The consumer whose client sent the frame.
-        text_data: The text frame, or ``None`` for a binary frame.
+        text_data: The text frame, or ``None`` for a binary frame. ``bytes``
+            (what a custom consumer's ``receive`` may pass on) are decoded as
+            UTF-8, as 4.x did; bytes that are not UTF-8 get ``invalid_json``.
         bytes_data: The binary frame, if any.
         registry: The handlers to dispatch to.
         limits: The frame size and depth bounds.
     """
+    if isinstance(text_data, bytes | bytearray):
+        try:
+            text_data = bytes(text_data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            message = f"Could not decode JSON message. Error: {exc}"
+            deliver(consumer, protocol.encode_error(None, None, message, protocol.INVALID_JSON))
+            return
     call = prepare_call(registry, text_data, bytes_data, limits)
     if isinstance(call, str):
         deliver(consumer, call)

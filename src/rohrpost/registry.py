@@ -13,6 +13,10 @@ The default registry, :data:`HANDLERS`, maps type names to handlers, and
     async def handle_both(consumer, request):
         ...
 
+    @rohrpost_handler()                     # registered under its own name, "status"
+    def status(consumer, request):
+        ...
+
 A handler is called as ``handler(consumer=..., request=...)`` and may be a
 plain function or an ``async def``. A consumer class can serve its own
 registry (``rohrpost_registry = HandlerRegistry()``), so two endpoints can
@@ -56,21 +60,28 @@ class HandlerRegistry(dict[str, Handler]):
     """
 
     def register(
-        self, names: str | Iterable[str], handler: Handler, *, inline: bool = False
+        self, names: str | Iterable[str] | None, handler: Handler, *, inline: bool = False
     ) -> None:
         """Register ``handler`` for one type name or several.
 
         Args:
-            names: A type name, or an iterable of them.
+            names: A type name, or an iterable of them; ``None`` or empty (a
+                ``""`` or ``[]``, as 4.x took them) registers the handler under
+                its own ``__name__``.
             handler: A function or ``async def`` called as ``handler(consumer=..., request=...)``.
             inline: Mark a sync handler as non-blocking: the async consumer then
                 calls it on the event loop instead of in a worker thread. Only
                 for handlers that do no I/O besides rohrpost's send helpers.
 
         Raises:
-            ValueError: A name already has a handler, or ``inline`` was asked
-                of an async handler.
+            ValueError: A name already has a handler, ``inline`` was asked
+                of an async handler, or no name was given for a handler
+                without a ``__name__``.
         """
+        if not names:
+            names = getattr(handler, "__name__", None)
+            if not isinstance(names, str):
+                raise ValueError(f"{handler!r} has no __name__: register it with a name.")
         name_list = [names] if isinstance(names, str) else list(names)
         for name in name_list:
             if name in self:
@@ -85,7 +96,7 @@ class HandlerRegistry(dict[str, Handler]):
             self[name] = handler
 
     def handler(
-        self, names: str | Iterable[str], *, inline: bool = False
+        self, names: str | Iterable[str] | None = None, *, inline: bool = False
     ) -> Callable[[HandlerT], HandlerT]:
         """Return a decorator that registers the decorated function (see :meth:`register`)."""
 
@@ -104,12 +115,18 @@ HANDLERS = HandlerRegistry()
 
 
 def rohrpost_handler(
-    names: str | Iterable[str], *, inline: bool = False, registry: HandlerRegistry | None = None
+    name: str | Iterable[str] | None = None,
+    *,
+    inline: bool = False,
+    registry: HandlerRegistry | None = None,
 ) -> Callable[[HandlerT], HandlerT]:
-    """Register the decorated function as the handler for ``names``.
+    """Register the decorated function as the handler for ``name``.
+
+    ``@rohrpost_handler()`` (no name) registers it under the function's own
+    name, as 4.x did; ``name`` may also be given by keyword.
 
     Args:
-        names: A type name, or a list of them.
+        name: A type name, or a list of them; ``None`` for the function's name.
         inline: See :meth:`HandlerRegistry.register`.
         registry: The registry to add to; the default is :data:`HANDLERS`.
 
@@ -117,7 +134,7 @@ def rohrpost_handler(
         ValueError: A name already has a handler
             (``Handler for "<name>" is already defined.``).
     """
-    return (HANDLERS if registry is None else registry).handler(names, inline=inline)
+    return (HANDLERS if registry is None else registry).handler(name, inline=inline)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -171,7 +171,9 @@ async def test_unknown_type_answers_unknown_type_error_with_id_and_type(
 
 
 BAD_FRAMES = [
-    pytest.param({"text": ""}, {"error": "Received empty message.", "code": "empty_frame"}, id="empty"),
+    pytest.param(
+        {"text": ""}, {"error": "Received empty message.", "code": "empty_frame"}, id="empty"
+    ),
     pytest.param(
         {"text": " \n\t"}, {"error": "Received empty message.", "code": "empty_frame"}, id="blank"
     ),

@@ -306,5 +306,6 @@ def test_prepare_call_with_the_orjson_codec_refuses_a_raw_lone_surrogate_as_inva
     reply = prepare_call(handlers, '{"id": 1, "type": "\ud800"}')
 
     assert reply == (
-        '{"error":"Could not decode JSON message. Error: The text holds a lone UTF-16 surrogate.","code":"invalid_json"}'
+        '{"error":"Could not decode JSON message. Error: The text holds a lone UTF-16 '
+        'surrogate.","code":"invalid_json"}'
     )

@@ -277,7 +277,10 @@ def test_binary_frame_is_binary_frame(binary: bytes) -> None:
     ],
 )
 def test_invalid_json_is_invalid_json_with_the_decoder_message(frame: str, message: str) -> None:
-    assert error_reply(frame) == {"error": f"Could not decode JSON message. Error: {message}", "code": "invalid_json"}
+    assert error_reply(frame) == {
+        "error": f"Could not decode JSON message. Error: {message}",
+        "code": "invalid_json",
+    }
 
 
 def test_5000_digit_integer_is_invalid_json_not_a_crash() -> None:
@@ -308,7 +311,10 @@ def test_5000_digit_float_overflows_and_is_invalid_json() -> None:
     reply = error_reply('{"id": 1, "type": "x", "data": ' + "9" * 5000 + ".5}")
 
     assert reply["code"] == "invalid_json"
-    assert reply["error"] == "Could not decode JSON message. Error: The number " + "9" * 40 + " is too large."
+    assert (
+        reply["error"]
+        == "Could not decode JSON message. Error: The number " + "9" * 40 + " is too large."
+    )
 
 
 # --- not an object --------------------------------------------------------------------

@@ -9,9 +9,9 @@ Two settings in ``ROHRPOST`` (both optional):
     use the ORM) or ``async def``. rohrpost.js sends its ``token`` option as the
     top-level ``auth_jwt`` field of a request; when a request carries one, the
     hook checks it before the handler runs. An empty ``auth_jwt`` is no token
-    (rohrpost.js 0.6 sends ``""`` when its ``token`` option is not set). A valid token makes the hook's
-    user the connection's user (``scope["user"]``) from then on, and puts the
-    connection in that user's private group (:mod:`rohrpost.control`); an
+    (rohrpost.js 0.6 sends ``""`` when its ``token`` option is not set). A
+    valid token makes the hook's user the connection's user (``scope["user"]``)
+    from then on, and puts the connection in that user's private group (:mod:`rohrpost.control`); an
     invalid one is answered with the error ``unauthenticated`` and the handler
     is not called. The hook may raise :class:`rohrpost.RohrpostError` (for
     example ``Forbidden("Token expired.")``) to answer with its own message.

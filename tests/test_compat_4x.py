@@ -381,10 +381,10 @@ def test_handle_rohrpost_message_with_the_test_double_records_frames_and_close(
 
     consumer = Consumer()
     handle_rohrpost_message(consumer, '{"id": 1, "type": "ping"}')
-    assert consumer.data == ['{"id":1,"type":"pong"}']
+    assert consumer.frames == ['{"id":1,"type":"pong"}']
     assert consumer.closed is False
     handle_rohrpost_message(consumer=consumer, text_data='{"id": 2, "type": "docs-close"}')
-    assert consumer.data == ['{"id":1,"type":"pong"}', '{"id":2,"type":"bye"}']
+    assert consumer.frames == ['{"id":1,"type":"pong"}', '{"id":2,"type":"bye"}']
     assert consumer.closed is True
 
 

@@ -290,9 +290,20 @@ class Point:
             uuid.UUID("12345678-1234-5678-1234-567812345678"),
             '"12345678-1234-5678-1234-567812345678"',
         ),
-        (decimal.Decimal("1.10"), '"1.10"'),
-        (decimal.Decimal("-1E-7"), '"-1E-7"'),
-        (decimal.Decimal("12345678901234567890.123456789"), '"12345678901234567890.123456789"'),
+        # Decimal is a JSON number, as in 4.x: integral values exactly, others as floats.
+        (decimal.Decimal("9.99"), "9.99"),
+        (decimal.Decimal("1.10"), "1.1"),
+        (decimal.Decimal(3), "3"),
+        (decimal.Decimal("3.000"), "3"),
+        (decimal.Decimal("-0"), "0"),
+        (decimal.Decimal("1E+2"), "100"),
+        (decimal.Decimal("-1E-7"), "-1e-07"),
+        (decimal.Decimal("0.00001"), "1e-05"),
+        (decimal.Decimal("12345678901234567890.5"), "1.2345678901234567e+19"),
+        (decimal.Decimal("123456789012345678901234567890"), "123456789012345678901234567890"),
+        (decimal.Decimal("NaN"), "null"),
+        (decimal.Decimal("-Infinity"), "null"),
+        ({"price": decimal.Decimal("9.99"), "n": [decimal.Decimal(2)]}, '{"price":9.99,"n":[2]}'),
         (datetime.datetime(2024, 1, 2, 3, 4, 5, 6), '"2024-01-02T03:04:05.000006"'),
         (
             datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc),
@@ -569,3 +580,23 @@ def test_a_circular_structure_is_refused_with_value_error_by_both_codecs(
     loop.append(loop)
     with pytest.raises(ValueError, match=r"^Circular reference detected$"):
         codec.dumps(loop)
+
+
+def test_tolerant_json_encoder_is_a_json_encoder_that_encodes_like_the_codecs() -> None:
+    value = {
+        "price": decimal.Decimal("9.99"),
+        "count": decimal.Decimal(3),
+        "id": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+        "tags": frozenset({"a"}),
+        "on": datetime.date(2024, 2, 29),
+    }
+    assert issubclass(encoding.TolerantJSONEncoder, json.JSONEncoder)
+    text = json.dumps(value, cls=encoding.TolerantJSONEncoder, separators=(",", ":"))
+    assert text == both_dumps(value)
+    assert json.loads(text)["price"] == 9.99
+    assert json.loads(text)["count"] == 3
+
+
+def test_tolerant_json_encoder_refuses_what_it_cannot_encode() -> None:
+    with pytest.raises(TypeError, match="Object of type object is not JSON serializable"):
+        json.dumps({"x": object()}, cls=encoding.TolerantJSONEncoder)

@@ -68,6 +68,11 @@ def test_package_reexports_exactly_its_all() -> None:
     assert public | {"__version__"} == set(rohrpost.__all__)
 
 
+def test_version_is_also_importable_by_its_4x_name() -> None:
+    assert rohrpost.__version__ == rohrpost.VERSION
+    assert isinstance(rohrpost.VERSION, str)
+
+
 @pytest.mark.parametrize(
     ("name", "home"),
     [
@@ -93,7 +98,7 @@ def test_package_export_is_the_object_from_its_home_module(name: str, home: str)
 
 
 def test_identity_table_above_lists_every_package_export() -> None:
-    assert set(rohrpost.__all__) - {"__version__"} == {
+    assert set(rohrpost.__all__) - {"__version__", "VERSION"} == {
         "AsyncRohrpostConsumer",
         "SyncRohrpostConsumer",
         "Forbidden",
@@ -128,6 +133,8 @@ def test_version_matches_the_installed_distribution() -> None:
         ("rohrpost.message", "send_success"),
         ("rohrpost.message", "send_to_group"),
         ("rohrpost.message", "build_message"),
+        ("rohrpost.message", "MessageID"),
+        ("rohrpost.message", "TolerantJSONEncoder"),
         ("rohrpost.messages", "send_message"),
         ("rohrpost.messages", "send_error"),
         ("rohrpost.messages", "send_success"),

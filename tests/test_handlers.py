@@ -25,7 +25,7 @@ def test_handle_ping_answers_pong_with_the_request_id_and_no_data(request_id: An
     consumer = Consumer()
     result = handle_ping(consumer=consumer, request={"id": request_id, "type": "ping"})
     assert result is None
-    assert consumer.data == [f'{{"id":{json.dumps(request_id)},"type":"pong"}}']
+    assert consumer.frames == [f'{{"id":{json.dumps(request_id)},"type":"pong"}}']
 
 
 def test_handle_ping_echoes_object_data_unchanged() -> None:

@@ -56,7 +56,7 @@ def own() -> HandlerRegistry:
 def test_ping_with_the_default_registry_sends_pong_to_the_test_double() -> None:
     consumer = Consumer()
     handle_rohrpost_message(consumer, '{"id": 1, "type": "ping", "data": [1]}')
-    assert consumer.data == ['{"id":1,"type":"pong","data":{"data":[1]}}']
+    assert consumer.frames == ['{"id":1,"type":"pong","data":{"data":[1]}}']
     assert consumer.closed is False
 
 

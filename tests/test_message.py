@@ -7,13 +7,14 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import channel_layers, get_channel_layer
 
-from rohrpost import message
+from rohrpost import message, protocol
 from rohrpost.message import (
     GROUP_EVENT_TYPE,
     asend_error,
@@ -77,7 +78,7 @@ class AsyncSendConsumer:
 
 
 def test_build_message_without_id_uses_a_generated_integer(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(message, "generate_id", lambda: 4242)
+    monkeypatch.setattr(protocol, "generate_id", lambda: 4242)
     assert build_message("note") == {"id": 4242, "type": "note"}
 
 
@@ -135,7 +136,7 @@ def test_build_message_orders_keys_id_type_error_code_data() -> None:
 def test_send_message_sends_compact_json_text_to_the_test_double() -> None:
     consumer = Consumer()
     send_message(consumer, "pong", message_id=1, data={"a": [1, 2], "é": "ü"})
-    assert consumer.data == ['{"id":1,"type":"pong","data":{"a":[1,2],"é":"ü"}}']
+    assert consumer.frames == ['{"id":1,"type":"pong","data":{"a":[1,2],"é":"ü"}}']
 
 
 def test_send_message_accepts_the_4x_keyword_call() -> None:
@@ -180,7 +181,7 @@ def test_send_success_sends_data_without_error() -> None:
 
 
 def test_send_success_without_id_generates_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(message, "generate_id", lambda: 77)
+    monkeypatch.setattr(protocol, "generate_id", lambda: 77)
     consumer = Consumer()
     send_success(consumer, "save")
     assert consumer.messages == [{"id": 77, "type": "save"}]
@@ -422,3 +423,41 @@ async def test_cancelled_scheduled_group_send_is_forgotten_without_logging(
     assert task not in message._background_sends
     assert [r for r in caplog.records if r.name == "rohrpost"] == []
     assert channel not in get_channel_layer().channels
+
+
+def test_build_message_takes_4x_keywords_generate_id_handler_and_data() -> None:
+    """4.x's mixins called build_message(generate_id=True, handler=..., data=...)."""
+    built = build_message(generate_id=True, handler="subscription-update", data={"a": 1})
+    assert set(built) == {"id", "type", "data"}
+    assert type(built["id"]) is int
+    assert built["type"] == "subscription-update"
+    assert built["data"] == {"a": 1}
+
+
+def test_build_message_with_generate_id_false_and_no_id_leaves_the_id_out() -> None:
+    assert build_message(handler="note", generate_id=False) == {"type": "note"}
+    assert build_message(handler="note", message_id=0, generate_id=False) == {
+        "id": 0,
+        "type": "note",
+    }
+
+
+def test_a_message_without_handler_leaves_type_out() -> None:
+    """4.x: handler=None gives a frame without "type" (never "type": null)."""
+    assert build_message(handler=None, message_id=1, error="bad") == {"id": 1, "error": "bad"}
+    consumer = Consumer()
+    send_message(consumer=consumer, handler=None, message_id=None, data={"x": 1})
+    send_error(consumer=consumer, handler=None, message_id=2, error="oops")
+    [first, second] = consumer.data
+    assert set(first) == {"id", "data"}
+    assert second == {"id": 2, "error": "oops", "code": "error"}
+    assert all('"type"' not in frame for frame in consumer.frames)
+
+
+def test_message_id_is_the_request_id_type_under_its_4x_name() -> None:
+    assert message.MessageID == protocol.RequestId
+
+
+def test_tolerant_json_encoder_is_importable_from_rohrpost_message() -> None:
+    encoded = json.dumps({"price": Decimal("9.99")}, cls=message.TolerantJSONEncoder)
+    assert json.loads(encoded) == {"price": 9.99}

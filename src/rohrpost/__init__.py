@@ -21,6 +21,7 @@ from rohrpost.registry import HANDLERS, HandlerRegistry, rohrpost_handler
 
 __all__ = [
     "HANDLERS",
+    "VERSION",
     "AsyncRohrpostConsumer",
     "Forbidden",
     "HandlerRegistry",
@@ -38,3 +39,5 @@ __all__ = [
 ]
 
 __version__ = "5.0.0.dev0"
+#: The version as a string (4.x's name for ``__version__``).
+VERSION: str = __version__

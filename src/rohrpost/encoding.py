@@ -13,7 +13,9 @@ the same message from both codecs. Integers are decoded exactly.
 
 Encoding is compact (no spaces), keeps non-ASCII text as is, and accepts more
 than plain JSON types: ``UUID`` and lazy translation strings become strings,
-``Decimal`` its exact string, ``datetime`` / ``date`` / ``time`` their ISO 8601
+``Decimal`` a JSON number as in rohrpost 4.x (an integral value an integer,
+``Decimal("3")`` -> ``3``; any other the nearest float, ``Decimal("9.99")`` ->
+``9.99``; NaN and infinities ``null``), ``datetime`` / ``date`` / ``time`` their ISO 8601
 form, enums their value, dataclasses an object, any ``Mapping`` an object and
 any other ``Collection`` (a set, say) an array. JSON has no NaN or infinity:
 they are written as ``null``, as JavaScript's ``JSON.stringify`` does. Both
@@ -41,6 +43,7 @@ __all__ = [
     "STDLIB",
     "Codec",
     "JSONDecodeError",
+    "TolerantJSONEncoder",
     "dumps",
     "loads",
 ]
@@ -58,7 +61,9 @@ def encode_extra(value: Any) -> Any:
     """Turn a value JSON has no type for into one it has, or raise ``TypeError``."""
     if isinstance(value, datetime.date | datetime.time):
         return value.isoformat()
-    if isinstance(value, uuid.UUID | decimal.Decimal):
+    if isinstance(value, decimal.Decimal):
+        return _decimal_number(value)
+    if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, enum.Enum):
         return value.value
@@ -72,6 +77,29 @@ def encode_extra(value: Any) -> Any:
     if isinstance(value, Collection) and not isinstance(value, bytes | bytearray | memoryview):
         return list(value)
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _decimal_number(value: decimal.Decimal) -> int | float | None:
+    # rohrpost 4.x's rule; JSON has no NaN or infinity (null, as for floats).
+    if not value.is_finite():
+        return None
+    integral = int(value)
+    return integral if integral == value else float(value)
+
+
+class TolerantJSONEncoder(json.JSONEncoder):
+    """A ``json.JSONEncoder`` that accepts every type the wire codecs accept (4.x's name).
+
+    Give it as ``cls`` to ``json.dumps``, or subclass it to encode more
+    types: the mixins' ``encoder`` attribute and
+    ``SyncRohrpostConsumer.json_encoder`` take such a class. Its
+    :meth:`default` is the wire codecs' rule for non-JSON types (see the
+    module docstring), so ``Decimal("9.99")`` becomes ``9.99``.
+    """
+
+    def default(self, o: Any) -> Any:
+        """Return a JSON-encodable stand-in for ``o``, or raise ``TypeError``."""
+        return encode_extra(o)
 
 
 def _is_lazy_string(value: Any) -> bool:

@@ -19,16 +19,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, TypeAlias
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
 from channels.layers import get_channel_layer
 
-from rohrpost import encoding
-from rohrpost.protocol import RequestId, generate_id
+from rohrpost import encoding, protocol
+from rohrpost.encoding import TolerantJSONEncoder
+from rohrpost.protocol import RequestId
 
 __all__ = [
     "GROUP_EVENT_TYPE",
+    "MessageID",
+    "TolerantJSONEncoder",
     "agroup_send",
     "asend_error",
     "asend_message",
@@ -52,28 +55,39 @@ GROUP_EVENT_TYPE = "rohrpost.message"
 
 DEFAULT_CHANNEL_LAYER = "default"
 
+#: The type of a message ``id`` (4.x's name for :data:`rohrpost.protocol.RequestId`).
+MessageID: TypeAlias = RequestId
+
 
 def build_message(
-    handler: str,
+    handler: str | None,
     message_id: RequestId | None = None,
     error: Any = None,
     data: Any = None,
     *,
     code: str | None = None,
+    generate_id: bool = True,
 ) -> dict[str, Any]:
     """Return a message object ``{"id", "type"[, "error", "code"][, "data"]}``.
 
     Args:
-        handler: The message ``type``.
+        handler: The message ``type``; ``None`` leaves ``type`` out, as 4.x did.
         message_id: The message ``id``; a random integer when ``None``.
         error: An error text or object; makes the message an error.
         data: The payload; left out when ``None``.
         code: A machine error code (only meaningful with ``error``).
+        generate_id: 4.x's switch for the random id. ``True`` (the default
+            here, and what 4.x's send helpers and mixins asked for) gives a
+            message without ``message_id`` a random integer id; ``False``
+            leaves ``id`` out.
     """
-    message: dict[str, Any] = {
-        "id": generate_id() if message_id is None else message_id,
-        "type": handler,
-    }
+    message: dict[str, Any] = {}
+    if message_id is not None:
+        message["id"] = message_id
+    elif generate_id:
+        message["id"] = protocol.generate_id()
+    if handler is not None:
+        message["type"] = handler
     if error is not None:
         message["error"] = error
         if code is not None:
@@ -85,7 +99,7 @@ def build_message(
 
 def send_message(
     consumer: Any,
-    handler: str,
+    handler: str | None,
     message_id: RequestId | None = None,
     error: Any = None,
     data: Any = None,
@@ -98,7 +112,7 @@ def send_message(
 
 def send_error(
     consumer: Any,
-    handler: str,
+    handler: str | None,
     message_id: RequestId | None = None,
     error: Any = "An error occurred.",
     data: Any = None,
@@ -118,7 +132,7 @@ def send_success(
 
 async def asend_message(
     consumer: Any,
-    handler: str,
+    handler: str | None,
     message_id: RequestId | None = None,
     error: Any = None,
     data: Any = None,
@@ -128,15 +142,17 @@ async def asend_message(
     """Async twin of :func:`send_message`."""
     text = encoding.dumps(build_message(handler, message_id, error, data, code=code))
     send = consumer.send
+    # The text goes first and unnamed, as 4.x sent it: doubles written as
+    # `send(self, message)` work, and so does Channels' `send(text_data=None, ...)`.
     if iscoroutinefunction(send):
-        await send(text_data=text)
+        await send(text)
     else:
-        await sync_to_async(send)(text_data=text)
+        await sync_to_async(send)(text)
 
 
 async def asend_error(
     consumer: Any,
-    handler: str,
+    handler: str | None,
     message_id: RequestId | None = None,
     error: Any = "An error occurred.",
     data: Any = None,
@@ -236,7 +252,8 @@ def deliver(consumer: Any, text: str) -> None:
         consumer_deliver(text)
         return
     send = consumer.send
+    # Positional, as 4.x called it (see asend_message).
     if iscoroutinefunction(send):
-        async_to_sync(send)(text_data=text)
+        async_to_sync(send)(text)
     else:
-        send(text_data=text)
+        send(text)

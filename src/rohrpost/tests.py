@@ -5,7 +5,14 @@ from rohrpost.tests import Consumer
 
 consumer = Consumer()
 handle_ping(consumer=consumer, request={"id": 1, "type": "ping"})
-assert consumer.messages == [{"id": 1, "type": "pong"}]
+assert consumer.data == [{"id": 1, "type": "pong"}]
+assert consumer.data[-1]["type"] == "pong"
+
+As in 4.x, ``data`` holds the sent messages decoded, and nothing is recorded
+once :meth:`Consumer.close` was called. The helpers in :mod:`rohrpost.message`
+call ``consumer.send(text)`` with the JSON text as the first positional
+argument, so a hand-written 4.x double whose method is ``send(self, message)``
+works with them too.
 """
 
 from __future__ import annotations
@@ -20,13 +27,17 @@ class Consumer:
     """Records what a handler sends instead of sending it.
 
     Attributes:
-        data: Every frame sent, as the JSON text that would go over the wire.
+        data: Every message sent while open, decoded (``dict`` for rohrpost
+            messages), oldest first.
+        frames: The same messages as the JSON text that would go over the wire.
         closed: Whether :meth:`close` was called (or ``send`` with ``close=True``).
+        close_code: The code given to :meth:`close`, if any.
         groups: Groups joined through :meth:`add_to_group`.
     """
 
     def __init__(self) -> None:
-        self.data: list[str] = []
+        self.data: list[Any] = []
+        self.frames: list[str] = []
         self.closed = False
         self.close_code: int | None = None
         self.groups: set[str] = set()
@@ -34,9 +45,10 @@ class Consumer:
     def send(
         self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
     ) -> None:
-        """Record a frame."""
-        if text_data is not None:
-            self.data.append(text_data)
+        """Record a text frame (binary frames are ignored); nothing after :meth:`close`."""
+        if text_data is not None and not self.closed:
+            self.data.append(json.loads(text_data))
+            self.frames.append(text_data)
         if close:
             self.close()
 
@@ -55,5 +67,5 @@ class Consumer:
 
     @property
     def messages(self) -> list[Any]:
-        """The recorded frames, decoded."""
-        return [json.loads(text) for text in self.data]
+        """The recorded messages, decoded (a copy of :attr:`data`)."""
+        return list(self.data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import inspect
 import json
 import logging
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from channels.layers import channel_layers, get_channel_layer
 from channels.testing import WebsocketCommunicator
+from django.core.serializers.json import DjangoJSONEncoder
 
 import rohrpost.consumers
 from rohrpost.consumers import AsyncRohrpostConsumer, RohrpostConsumerMixin, SyncRohrpostConsumer
@@ -673,6 +675,54 @@ async def test_unencodable_group_message_event_is_logged_and_dropped(
         assert await communicator.receive_nothing(timeout=0.2)
         await assert_answers_ping(communicator)
     assert any("JSON cannot encode" in r.getMessage() for r in rohrpost_records(caplog))
+
+
+class DjangoEncoded:
+    """Mixed into a consumer: group messages sent as objects use DjangoJSONEncoder (4.x)."""
+
+    json_encoder = DjangoJSONEncoder
+
+
+async def test_a_custom_json_encoder_encodes_group_messages_sent_as_objects(
+    consumer_class: ConsumerClass, group_tools: HandlerRegistry
+) -> None:
+    layer = get_channel_layer()
+    custom = type("Custom", (DjangoEncoded, consumer_class), {})
+    async with connect(custom) as communicator:
+        channel = await channel_name_of(communicator)
+        event = {"id": 1, "data": {"wait": datetime.timedelta(days=1, minutes=2)}}
+        await layer.send(channel, {"type": GROUP_EVENT_TYPE, "message": event})
+        assert json.loads(await communicator.receive_from(timeout=1)) == {
+            "id": 1,
+            "data": {"wait": "P1DT00H02M00S"},
+        }
+        # Text and batches are forwarded as they are; the encoder is for objects only.
+        await layer.send(channel, {"type": GROUP_EVENT_TYPE, "message": '{"id":2}'})
+        assert await communicator.receive_from(timeout=1) == '{"id":2}'
+        await layer.send(channel, {"type": GROUP_EVENT_TYPE, "messages": ['{"id":3}']})
+        assert await communicator.receive_from(timeout=1) == '{"id":3}'
+        await layer.send(channel, {"type": GROUP_EVENT_TYPE})
+        assert await communicator.receive_nothing(timeout=0.1)
+
+
+async def test_a_group_message_the_custom_json_encoder_refuses_is_logged_and_dropped(
+    consumer_class: ConsumerClass, group_tools: HandlerRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    layer = get_channel_layer()
+    custom = type("Custom", (DjangoEncoded, consumer_class), {})
+    async with connect(custom) as communicator:
+        channel = await channel_name_of(communicator)
+        await layer.send(channel, {"type": GROUP_EVENT_TYPE, "message": {"x": object()}})
+        assert await communicator.receive_nothing(timeout=0.2)
+        await assert_answers_ping(communicator)
+    assert any("json_encoder refuses" in r.getMessage() for r in rohrpost_records(caplog))
+
+
+def test_both_consumers_offer_the_4x_json_encoder_attribute() -> None:
+    from rohrpost.message import TolerantJSONEncoder
+
+    assert SyncRohrpostConsumer.json_encoder is TolerantJSONEncoder
+    assert AsyncRohrpostConsumer.json_encoder is TolerantJSONEncoder
 
 
 async def test_async_handler_can_await_close_on_the_async_consumer(

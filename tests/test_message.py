@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import logging
 import threading
@@ -461,3 +462,9 @@ def test_message_id_is_the_request_id_type_under_its_4x_name() -> None:
 def test_tolerant_json_encoder_is_importable_from_rohrpost_message() -> None:
     encoded = json.dumps({"price": Decimal("9.99")}, cls=message.TolerantJSONEncoder)
     assert json.loads(encoded) == {"price": 9.99}
+
+
+def test_group_event_passes_an_object_the_codec_cannot_encode_on_as_4x_did() -> None:
+    """The receiving consumer encodes it with its json_encoder (see test_consumers)."""
+    message = {"id": 1, "data": {"wait": datetime.timedelta(seconds=5)}}
+    assert group_event(message) == {"type": "rohrpost.message", "message": message}

@@ -427,9 +427,22 @@ def test_cascade_deletes_publish_the_deletes_of_notifying_children(
     )
 
 
-def test_one_bulk_operation_reaches_a_group_as_one_event(
+def test_one_bulk_operation_reaches_a_group_as_one_push_per_event_by_default(
     listen: Listen, layer_kind: str, db_alias: str
 ) -> None:
+    listener = listen("boards")
+    boards = Board.objects.using(db_alias).bulk_create([Board(name=str(n)) for n in range(5)])
+    events = listener.events_now()
+    assert all(set(event) == {"type", "message"} for event in events)
+    assert [json.loads(event["message"])["data"]["object"] for event in events] == [
+        {"id": b.pk} for b in boards
+    ]
+
+
+def test_with_batching_on_one_bulk_operation_reaches_a_group_as_one_event(
+    listen: Listen, layer_kind: str, db_alias: str, settings: Any
+) -> None:
+    settings.ROHRPOST = {"BATCH_GROUP_MESSAGES": True}
     listener = listen("boards")
     boards = Board.objects.using(db_alias).bulk_create([Board(name=str(n)) for n in range(5)])
     events = listener.events_now()

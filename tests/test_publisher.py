@@ -197,9 +197,25 @@ def test_frames_reach_a_group_in_submit_order_across_many_submits(
         assert [t for t in received if t[0] == group] == [f"{group}{n}" for n in range(300)]
 
 
-async def test_many_frames_for_one_group_go_as_one_event_one_frame_as_message(
+async def test_by_default_every_frame_is_its_own_message_event_as_in_4x(
     sends: list[Any], alisten: Any
 ) -> None:
+    listener: Listener = await alisten("g", "h")
+    publisher.submit_many([("default", "g", "1"), ("default", "h", "x"), ("default", "g", "2")])
+    await publisher.aflush()
+    assert sorted(sends, key=lambda send: send[0]) == [
+        ("g", {"type": GROUP_EVENT_TYPE, "message": "1"}),
+        ("g", {"type": GROUP_EVENT_TYPE, "message": "2"}),
+        ("h", {"type": GROUP_EVENT_TYPE, "message": "x"}),
+    ]
+    assert all("messages" not in event for _, event in sends)
+    assert texts(await listener.aevents()) == ["1", "2", "x"]
+
+
+async def test_batching_on_sends_many_frames_for_one_group_as_one_event(
+    sends: list[Any], alisten: Any, settings: Any
+) -> None:
+    settings.ROHRPOST = {"BATCH_GROUP_MESSAGES": True}
     listener: Listener = await alisten("g", "h")
     publisher.submit_many([("default", "g", "1"), ("default", "h", "x"), ("default", "g", "2")])
     await publisher.aflush()
@@ -211,8 +227,9 @@ async def test_many_frames_for_one_group_go_as_one_event_one_frame_as_message(
 
 
 async def test_more_frames_than_max_frames_per_event_are_split(
-    sends: list[Any], monkeypatch: pytest.MonkeyPatch
+    sends: list[Any], monkeypatch: pytest.MonkeyPatch, settings: Any
 ) -> None:
+    settings.ROHRPOST = {"BATCH_GROUP_MESSAGES": True}
     monkeypatch.setattr(publisher, "MAX_FRAMES_PER_EVENT", 3)
     publisher.submit("g", [str(n) for n in range(7)])
     await publisher.aflush()
@@ -223,7 +240,7 @@ async def test_more_frames_than_max_frames_per_event_are_split(
     ]
 
 
-async def test_batching_off_sends_one_message_event_per_frame(
+async def test_batching_off_explicitly_sends_one_message_event_per_frame(
     sends: list[Any], settings: Any
 ) -> None:
     settings.ROHRPOST = {"BATCH_GROUP_MESSAGES": False}

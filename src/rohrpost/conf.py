@@ -9,7 +9,7 @@ Every key is optional::
         "BYTE_RATE_LIMIT": {"RATE": 524288, "BURST": 1048576},  # bytes per second, ditto
         "FLOOD_CLOSE_AFTER": 100,           # refused frames in one second: close 4029
         "FLOOD_COOLDOWN": 10.0,             # seconds a flood-closed address may not reconnect
-        "BATCH_GROUP_MESSAGES": True,       # change-feed pushes share channel-layer events
+        "BATCH_GROUP_MESSAGES": False,      # True: pushes share events (all consumers rohrpost's)
         "PUBLISH_WINDOW": 0.02,             # seconds between change-feed sends under load
         "MAX_IN_FLIGHT": 1,                 # handlers one connection may run at once
         "AUTHENTICATE": None,               # token hook: "myapp.auth.user_for_token"
@@ -39,7 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "BYTE_RATE_LIMIT": {"RATE": 512 * 1024, "BURST": 1024 * 1024},
     "FLOOD_CLOSE_AFTER": 100,
     "FLOOD_COOLDOWN": 10.0,
-    "BATCH_GROUP_MESSAGES": True,
+    "BATCH_GROUP_MESSAGES": False,
     "PUBLISH_WINDOW": 0.02,
     "MAX_IN_FLIGHT": 1,
     "AUTHENTICATE": None,

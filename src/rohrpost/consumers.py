@@ -18,8 +18,9 @@ channel-layer events) is written once, in
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 from asgiref.sync import async_to_sync, markcoroutinefunction, sync_to_async
 from channels.db import database_sync_to_async
@@ -30,6 +31,7 @@ from rohrpost import conf
 from rohrpost import handlers as _builtin_handlers  # noqa: F401 - registers "ping"
 from rohrpost.connection import RohrpostConsumerMixin, _on_event_loop, group_message_frames
 from rohrpost.dispatch import Call, prepare_call
+from rohrpost.encoding import TolerantJSONEncoder
 from rohrpost.main import handle_rohrpost_message, run_call
 from rohrpost.message import GROUP_EVENT_TYPE
 
@@ -54,7 +56,13 @@ class SyncRohrpostConsumer(RohrpostConsumerMixin, WebsocketConsumer):
     and forwarding group messages. A subclass that overrides ``receive``,
     ``websocket_receive`` or ``rohrpost_message`` gets the threaded path for
     that event, exactly as in 4.x.
+
+    Attributes:
+        json_encoder: The ``json.JSONEncoder`` class that encodes a group
+            message sent as an object rather than text (4.x's attribute).
     """
+
+    json_encoder: ClassVar[type[json.JSONEncoder]] = TolerantJSONEncoder
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -71,7 +79,7 @@ class SyncRohrpostConsumer(RohrpostConsumerMixin, WebsocketConsumer):
         if event_type == "websocket.receive" and self._rohrpost_loop_receive:
             await self._rohrpost_areceive(message)
         elif event_type == GROUP_EVENT_TYPE and self._rohrpost_loop_forward:
-            for text in group_message_frames(message):
+            for text in _group_frames(self, message):
                 await self._rohrpost_asend(text)
         else:
             await super().dispatch(message)
@@ -118,7 +126,7 @@ class SyncRohrpostConsumer(RohrpostConsumerMixin, WebsocketConsumer):
 
     def rohrpost_message(self, event: dict[str, Any]) -> None:
         """Forward a group message to the client."""
-        for text in group_message_frames(event):
+        for text in _group_frames(self, event):
             self.send(text_data=text)
 
     def websocket_disconnect(self, message: dict[str, Any]) -> None:
@@ -138,7 +146,12 @@ class AsyncRohrpostConsumer(RohrpostConsumerMixin, AsyncWebsocketConsumer):
     next frame, so a client cannot start more. Sync handlers still run one at
     a time, in Channels' shared worker thread. Handlers still running when the
     client disconnects run to their end; their replies are dropped.
+
+    Attributes:
+        json_encoder: As :attr:`SyncRohrpostConsumer.json_encoder`.
     """
+
+    json_encoder: ClassVar[type[json.JSONEncoder]] = TolerantJSONEncoder
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -220,7 +233,7 @@ class AsyncRohrpostConsumer(RohrpostConsumerMixin, AsyncWebsocketConsumer):
 
     async def rohrpost_message(self, event: dict[str, Any]) -> None:
         """Forward a group message to the client."""
-        for text in group_message_frames(event):
+        for text in _group_frames(self, event):
             await self.send(text_data=text)
 
     async def _rohrpost_asend(self, text: str) -> None:
@@ -234,6 +247,28 @@ class AsyncRohrpostConsumer(RohrpostConsumerMixin, AsyncWebsocketConsumer):
             await asyncio.wait(self._rohrpost_in_flight)
         await self._aleave_all_groups()
         await super().websocket_disconnect(message)
+
+
+def _group_frames(consumer: Any, event: dict[str, Any]) -> list[str]:
+    """The frames of a group message; an object is encoded with the consumer's ``json_encoder``."""
+    encoder = consumer.json_encoder
+    message = event.get("message")
+    if (
+        encoder is TolerantJSONEncoder
+        or message is None
+        or isinstance(message, str)
+        or "messages" in event
+    ):
+        return group_message_frames(event)
+    try:
+        return [
+            json.dumps(
+                message, cls=encoder, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+            )
+        ]
+    except (TypeError, ValueError):
+        logger.warning("Ignoring a rohrpost.message event its json_encoder refuses", exc_info=True)
+        return []
 
 
 # A sync handler's call under SyncRohrpostConsumer, in a worker thread as Channels

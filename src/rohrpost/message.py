@@ -170,12 +170,20 @@ async def asend_success(
     await asend_message(consumer, handler, message_id, None, data)
 
 
-def group_event(message: Any) -> dict[str, str]:
+def group_event(message: Any) -> dict[str, Any]:
     """Return the channel-layer event that carries ``message`` to a group.
 
     ``message`` is encoded once here (a ``str`` is taken as already encoded).
+    An object rohrpost's codec cannot encode travels as it is, as in 4.x, for
+    each consumer to encode with its ``json_encoder`` (a channel layer that
+    serializes events, like Redis's, may refuse it).
     """
-    text = message if isinstance(message, str) else encoding.dumps(message)
+    if isinstance(message, str):
+        return {"type": GROUP_EVENT_TYPE, "message": message}
+    try:
+        text = encoding.dumps(message)
+    except TypeError:
+        return {"type": GROUP_EVENT_TYPE, "message": message}
     return {"type": GROUP_EVENT_TYPE, "message": text}
 
 

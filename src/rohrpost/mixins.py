@@ -11,16 +11,22 @@ group as ``{"id", "type": "subscription-update", "data": {"type":
 ``NotifyOnUpdate`` and ``NotifyOnDelete`` publish one kind each;
 ``NotifyOnChange`` all three.
 
-The group is ``get_group_name(message_type)`` when the model defines it
+The group is ``get_group_name(message_type=...)`` when the model defines it
 (a name, or a list of names), else its ``group_name`` attribute formatted
 with ``pk`` (``"tasks-{pk}"``), else ``f"{classname lower}-{pk}"``.
 
-The object is ``get_push_notification_data(updated_fields, message_type)``
-when defined, else ``serializer_class(obj).data`` (a Django REST framework
-serializer works), else ``{"id": pk}``. When ``save(update_fields=...)`` was
-used and the object has no ``updated_fields`` key, the sorted field names are
-added to it. With ``rohrpost_always_send = False``, an update whose
-``update_fields`` share no key with the object is not published.
+The object is ``get_push_notification_data(updated_fields=...,
+message_type=...)`` when defined, else ``serializer_class(obj).data`` (a
+Django REST framework serializer works), else ``{"id": pk}``. Both hooks are
+called with keyword arguments, as in 4.x, so ``def get_group_name(self,
+**kwargs)`` works. ``_get_message_type(message_type)`` (4.x's hook) may
+rename the push's ``data.type``; the push is encoded with the class in the
+``encoder`` attribute (default :class:`~rohrpost.message.TolerantJSONEncoder`;
+``encoder = DjangoJSONEncoder`` writes a ``timedelta`` as an ISO 8601
+duration). When ``save(update_fields=...)`` was used and the object has no
+``updated_fields`` key, the sorted field names are added to it. With
+``rohrpost_always_send = False``, an update whose ``update_fields`` share no
+key with the object is not published.
 
 What publishes, and when, is in ``docs/change-feed.md``: changes are
 published after commit (never after a rollback), coalesced per transaction
@@ -32,6 +38,7 @@ per object per group.
 from __future__ import annotations
 
 import contextvars
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -39,6 +46,7 @@ from django.db import models, transaction
 from django.db.models.signals import class_prepared, post_save, pre_delete
 
 from rohrpost.changefeed import Change, ChangeKind, record
+from rohrpost.encoding import TolerantJSONEncoder
 from rohrpost.message import DEFAULT_CHANNEL_LAYER
 
 __all__ = ["NotifyBase", "NotifyOnChange", "NotifyOnCreate", "NotifyOnDelete", "NotifyOnUpdate"]
@@ -53,11 +61,14 @@ class NotifyBase:
         rohrpost_coalesce: ``False`` publishes every change of a transaction
             instead of one net change per object and group.
         rohrpost_channel_layer: The channel-layer alias to publish on.
+        encoder: The ``json.JSONEncoder`` class pushes are encoded with (4.x's
+            attribute); the default takes rohrpost's fast codec.
     """
 
     rohrpost_always_send: bool = True
     rohrpost_coalesce: bool = True
     rohrpost_channel_layer: str = DEFAULT_CHANNEL_LAYER
+    encoder: type[json.JSONEncoder] = TolerantJSONEncoder
 
     pk: Any
     _meta: Any
@@ -66,7 +77,7 @@ class NotifyBase:
         """Return the groups a change of ``message_type`` is published to."""
         get_group_name = getattr(self, "get_group_name", None)
         if get_group_name is not None:
-            names = get_group_name(message_type)
+            names = get_group_name(message_type=message_type)
             return [names] if isinstance(names, str) else list(names)
         group_name = getattr(self, "group_name", None)
         if group_name is not None:
@@ -79,11 +90,15 @@ class NotifyBase:
         """Return the pushed ``object`` for a change of ``message_type``."""
         get_data = getattr(self, "get_push_notification_data", None)
         if get_data is not None:
-            return get_data(updated_fields, message_type)
+            return get_data(updated_fields=updated_fields, message_type=message_type)
         serializer_class = getattr(self, "serializer_class", None)
         if serializer_class is not None:
             return serializer_class(self).data
         return {"id": self.pk}
+
+    def _get_message_type(self, message_type: str) -> str:
+        """Return the push's ``data.type`` for a change of ``message_type`` (4.x's hook)."""
+        return message_type
 
     def rohrpost_changes(
         self, message_type: ChangeKind, updated_fields: Iterable[str] | None = None
@@ -101,8 +116,16 @@ class NotifyBase:
             return []
         key = (self._meta.label_lower, self.pk) if self.rohrpost_coalesce else None
         layer = self.rohrpost_channel_layer
+        cls = type(self)
+        # Only overridden hooks travel with the change: the defaults cost nothing.
+        encoder = None if cls.encoder is TolerantJSONEncoder else cls.encoder
+        push_type = (
+            None
+            if cls._get_message_type is NotifyBase._get_message_type
+            else self._get_message_type
+        )
         return [
-            Change(message_type, group, payload, key, fields, layer, True)
+            Change(message_type, group, payload, key, fields, layer, True, encoder, push_type)
             for group in self.rohrpost_group_names(message_type)
         ]
 

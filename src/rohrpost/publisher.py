@@ -16,13 +16,15 @@ Instead, :func:`submit` hands the frames to an event loop and returns:
 
 Each loop drains its queue with one task at a time, so frames reach each
 group in the order they were submitted, and everything queued while a send
-was in flight goes out together: one ``group_send`` per group, carrying every
-frame for that group (``{"type": "rohrpost.message", "messages": [...]}``;
-a single frame travels as ``"message"``, as in 4.x). Both rohrpost consumers
-understand both forms; a 4.x-style custom consumer whose ``rohrpost_message``
-reads only ``event["message"]`` needs ``ROHRPOST = {"BATCH_GROUP_MESSAGES":
-False}``, which sends one event per frame. Pending frames are flushed when
-the process exits (see :func:`flush`).
+was in flight goes out together. By default each frame is its own
+channel-layer event, ``{"type": "rohrpost.message", "message": <text>}``, as
+in 4.x: a custom consumer whose ``rohrpost_message`` reads
+``event["message"]`` (what the 4.x docs tell applications to write) gets
+every push. Where every consumer of the groups is one of rohrpost's,
+``ROHRPOST = {"BATCH_GROUP_MESSAGES": True}`` sends one ``group_send`` per
+group for all its queued frames instead (``"messages": [...]``; a single
+frame still travels as ``"message"``), which is cheaper under load. Pending
+frames are flushed when the process exits (see :func:`flush`).
 """
 
 from __future__ import annotations

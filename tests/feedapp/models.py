@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 
 from rohrpost.mixins import NotifyOnChange, NotifyOnCreate, NotifyOnDelete, NotifyOnUpdate
@@ -183,6 +186,47 @@ class MemoManager(models.Manager["Memo"]):
 class Memo(NotifyOnChange, models.Model):
     pinned = models.BooleanField(default=False)
     objects = MemoManager()
+
+
+# The models of a rohrpost 4.x application (tests/test_compat_4x_app.py), written the
+# way 4.x projects wrote them: hooks that take **kwargs, 4.x's `encoder` attribute and
+# `_get_message_type` hook.
+
+
+class Invoice(NotifyOnChange, models.Model):
+    """Its own encoder (Decimal as text, timedelta as ISO 8601) and its own push types."""
+
+    encoder = DjangoJSONEncoder
+    number = models.CharField(max_length=20, default="")
+    total = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("0"))
+    due_in = models.DurationField(default=timedelta(days=14))
+
+    def get_group_name(self, **kwargs: Any) -> str:
+        return "invoices"
+
+    def get_push_notification_data(self, **kwargs: Any) -> dict[str, Any]:
+        return {
+            "id": self.pk,
+            "number": self.number,
+            "total": self.total,
+            "due_in": self.due_in,
+            "saved": kwargs["updated_fields"],
+            "kind": kwargs["message_type"],
+        }
+
+    def _get_message_type(self, message_type: str) -> str:
+        return {"create": "issued", "update": "amended", "delete": "voided"}[message_type]
+
+
+class Product(NotifyOnChange, models.Model):
+    """The default encoder (TolerantJSONEncoder): a Decimal price is a JSON number."""
+
+    group_name = "products"
+    name = models.CharField(max_length=50, default="")
+    price = models.DecimalField(max_digits=8, decimal_places=2, default=Decimal("0"))
+
+    def get_push_notification_data(self, **kwargs: Any) -> dict[str, Any]:
+        return {"id": self.pk, "name": self.name, "price": self.price}
 
 
 from rest_framework import serializers  # noqa: E402 - the serializer needs the model above

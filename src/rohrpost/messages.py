@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from rohrpost.message import (
+    MessageID,
+    TolerantJSONEncoder,
     asend_error,
     asend_message,
     asend_success,
@@ -15,6 +17,8 @@ from rohrpost.message import (
 )
 
 __all__ = [
+    "MessageID",
+    "TolerantJSONEncoder",
     "asend_error",
     "asend_message",
     "asend_success",

@@ -25,7 +25,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import JsonWebsocketConsumer
 from channels.testing import WebsocketCommunicator
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import close_old_connections
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from rohrpost import VERSION
 from rohrpost.handlers import handle_ping
@@ -245,9 +246,9 @@ class ShopConsumer(JsonWebsocketConsumer):  # type: ignore[misc]
     shop_groups = ("products", "invoices")
 
     def connect(self) -> None:
-        self.accept()
         for group in self.shop_groups:
             async_to_sync(self.channel_layer.group_add)(group, self.channel_name)
+        self.accept()
 
     def disconnect(self, code: Any) -> None:
         for group in self.shop_groups:
@@ -275,13 +276,19 @@ async def pushes(communicator: WebsocketCommunicator, count: int) -> list[dict[s
 
 
 def in_thread(work: Any) -> Any:
-    """Run ORM work as a view would: in a worker thread, its connection closed after."""
+    """Run ORM work as a view would: in a worker thread, its connection closed after.
+
+    Closed for real, SQLite's in-memory one included (Django keeps that open on
+    ``close()``): a connection left in the worker thread would meet the next test,
+    which may not use the database.
+    """
 
     def run() -> Any:
         try:
             return work()
         finally:
-            close_old_connections()
+            for connection in connections.all(initialized_only=True):
+                BaseDatabaseWrapper.close(connection)
 
     return database_sync_to_async(run)()
 
@@ -369,8 +376,8 @@ class DjangoEncodedConsumer(SyncRohrpostConsumer):
     json_encoder = DjangoJSONEncoder
 
     def connect(self) -> None:
+        self.add_to_group("reminders")  # before accepting: joined once the test is connected
         super().connect()
-        self.add_to_group("reminders")
 
 
 async def test_send_to_group_with_an_object_uses_the_consumers_json_encoder() -> None:

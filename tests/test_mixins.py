@@ -34,6 +34,7 @@ from tests.feedapp.models import (
     Checklist,
     Echo,
     Every,
+    Invoice,
     Item,
     Label,
     Memo,
@@ -552,3 +553,26 @@ def test_a_save_inside_a_transaction_publishes_through_the_mixin_on_commit(
         board = Board.objects.create()
         assert listener.pushes() == []
     assert summary(listener.pushes()) == [("create", "boards", {"id": board.pk})]
+
+
+# --- 4.x hooks: _get_message_type, encoder -------------------------------------------------
+
+
+def test_the_default_message_type_hook_returns_the_kind_unchanged() -> None:
+    assert [Task()._get_message_type(kind) for kind in ("create", "update", "delete")] == [
+        "create",
+        "update",
+        "delete",
+    ]
+
+
+def test_the_message_type_hook_names_the_coalesced_kind(listen: Listen) -> None:
+    listener = listen("invoices")
+    with transaction.atomic():
+        invoice = Invoice.objects.create(number="1")
+        invoice.number = "2"
+        invoice.save()
+    [push] = listener.pushes()
+    assert push["data"]["type"] == "issued"  # create + update in one transaction: a create
+    assert push["data"]["object"]["number"] == "2"
+    assert push["data"]["object"]["kind"] == "update"  # the payload of the last change

@@ -7,7 +7,10 @@ database file through the environment before Django starts:
   (``channels_redis``' ``RedisChannelLayer`` on ``ROHRPOST_BENCH_REDIS``,
   default ``redis://127.0.0.1:6379/0``, with the key prefix
   ``ROHRPOST_BENCH_REDIS_PREFIX`` so that a run never touches other keys);
-- ``ROHRPOST_BENCH_DB``: the SQLite database file (in a temporary directory).
+- ``ROHRPOST_BENCH_DB``: the SQLite database file (in a temporary directory);
+- ``ROHRPOST_BENCH_BATCH=1``: measure with ``ROHRPOST["BATCH_GROUP_MESSAGES"]``
+  on (the pushes for a group share channel-layer events); off by default, as
+  in rohrpost's own defaults.
 
 Both layers get a channel capacity of :data:`CHANNEL_CAPACITY` messages
 instead of the default 100: the benchmark's one subscribed channel receives
@@ -37,6 +40,7 @@ DATABASES = {
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
+ROHRPOST = {"BATCH_GROUP_MESSAGES": os.environ.get("ROHRPOST_BENCH_BATCH") == "1"}
 LOGGING_CONFIG = None
 
 CHANNEL_LAYERS: dict[str, dict[str, Any]]

@@ -78,13 +78,15 @@ class AsyncSendConsumer:
 # --- build_message -------------------------------------------------------------------------
 
 
-def test_build_message_without_id_uses_a_generated_integer(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_build_message_with_generate_id_uses_a_generated_integer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(protocol, "generate_id", lambda: 4242)
-    assert build_message("note") == {"id": 4242, "type": "note"}
+    assert build_message("note", generate_id=True) == {"id": 4242, "type": "note"}
 
 
 def test_build_message_generated_id_is_a_positive_javascript_safe_integer() -> None:
-    ids = {build_message("note")["id"] for _ in range(50)}
+    ids = {build_message("note", generate_id=True)["id"] for _ in range(50)}
     assert all(type(i) is int and 1 <= i < 2**53 for i in ids)
     assert len(ids) > 1
 
@@ -435,7 +437,8 @@ def test_build_message_takes_4x_keywords_generate_id_handler_and_data() -> None:
     assert built["data"] == {"a": 1}
 
 
-def test_build_message_with_generate_id_false_and_no_id_leaves_the_id_out() -> None:
+def test_build_message_without_id_leaves_the_id_out_unless_asked_as_in_4x() -> None:
+    assert build_message(handler="note") == {"type": "note"}
     assert build_message(handler="note", generate_id=False) == {"type": "note"}
     assert build_message(handler="note", message_id=0, generate_id=False) == {
         "id": 0,

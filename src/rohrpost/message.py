@@ -66,20 +66,20 @@ def build_message(
     data: Any = None,
     *,
     code: str | None = None,
-    generate_id: bool = True,
+    generate_id: bool = False,
 ) -> dict[str, Any]:
     """Return a message object ``{"id", "type"[, "error", "code"][, "data"]}``.
 
     Args:
         handler: The message ``type``; ``None`` leaves ``type`` out, as 4.x did.
-        message_id: The message ``id``; a random integer when ``None``.
+        message_id: The message ``id``; see ``generate_id`` when ``None``.
         error: An error text or object; makes the message an error.
         data: The payload; left out when ``None``.
         code: A machine error code (only meaningful with ``error``).
-        generate_id: 4.x's switch for the random id. ``True`` (the default
-            here, and what 4.x's send helpers and mixins asked for) gives a
-            message without ``message_id`` a random integer id; ``False``
-            leaves ``id`` out.
+        generate_id: Without ``message_id``, ``True`` gives the message a
+            random integer id and ``False`` (the default, as in 4.x) leaves
+            ``id`` out. The send helpers always ask for one, as the 4.x
+            documentation promises.
     """
     message: dict[str, Any] = {}
     if message_id is not None:
@@ -107,7 +107,8 @@ def send_message(
     code: str | None = None,
 ) -> None:
     """Send one message to the client of ``consumer`` (arguments as :func:`build_message`)."""
-    deliver(consumer, encoding.dumps(build_message(handler, message_id, error, data, code=code)))
+    message = build_message(handler, message_id, error, data, code=code, generate_id=True)
+    deliver(consumer, encoding.dumps(message))
 
 
 def send_error(
@@ -140,7 +141,8 @@ async def asend_message(
     code: str | None = None,
 ) -> None:
     """Async twin of :func:`send_message`."""
-    text = encoding.dumps(build_message(handler, message_id, error, data, code=code))
+    message = build_message(handler, message_id, error, data, code=code, generate_id=True)
+    text = encoding.dumps(message)
     send = consumer.send
     # The text goes first and unnamed, as 4.x sent it: doubles written as
     # `send(self, message)` work, and so does Channels' `send(text_data=None, ...)`.

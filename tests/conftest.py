@@ -34,3 +34,13 @@ def redis_url() -> str:
     from tests.services import require_redis
 
     return require_redis()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_log_once() -> Iterator[None]:
+    """Each test sees rohrpost's once-per-process log lines (rohrpost.startup) afresh."""
+    from rohrpost import startup
+
+    startup._reported.clear()
+    yield
+    startup._reported.clear()

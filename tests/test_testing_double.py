@@ -141,3 +141,34 @@ async def test_a_hand_written_4x_double_works_with_the_async_helpers() -> None:
         {"id": 1, "type": "note"},
         {"id": 2, "type": "note", "error": "bad", "code": "invalid"},
     ]
+
+
+async def test_async_handlers_join_and_leave_groups_through_the_double() -> None:
+    consumer = Consumer()
+    await consumer.aadd_to_group("lobby")
+    assert consumer.groups == {"lobby"}
+    assert consumer.rohrpost_groups is consumer.groups
+    await consumer.aremove_from_group("lobby")
+    assert consumer.groups == set()
+
+
+def test_the_double_carries_the_scope_a_handler_reads() -> None:
+    assert Consumer().scope == {}
+    user = object()
+    assert Consumer(scope={"user": user}).scope["user"] is user
+
+
+async def test_a_subscription_handler_runs_against_the_double() -> None:
+    """Subscriptions read ``scope`` and ``rohrpost_groups`` and call ``aadd_to_group``."""
+    from rohrpost.subscriptions import Subscriptions
+
+    subscriptions = Subscriptions()
+
+    @subscriptions.declare("room", group=lambda data: f"room-{int(data['id'])}")
+    async def only_alice(user: str, scope: object, data: object) -> bool:
+        return user == "alice"
+
+    consumer = Consumer(scope={"user": "alice"})
+    request = {"id": 1, "type": "subscribe", "data": {"type": "room", "id": 3}}
+    assert await subscriptions.subscribe(consumer, request) == {"group": "room-3"}
+    assert consumer.groups == {"room-3"}

@@ -34,7 +34,7 @@ from typing import Any, Final
 from channels.db import database_sync_to_async
 from django.utils.module_loading import import_string
 
-from rohrpost import conf, protocol
+from rohrpost import conf, protocol, startup
 from rohrpost.exceptions import RohrpostError
 
 __all__ = ["CLOSE_UNAUTHENTICATED", "TOKEN_FIELD", "Authenticator", "resolve_hook"]
@@ -98,14 +98,23 @@ class Authenticator:
         require = conf.options().get("REQUIRE_AUTHENTICATION", False)
         if not isinstance(require, bool):
             # The system check reports it; a security switch fails closed.
-            logger.error("ROHRPOST['REQUIRE_AUTHENTICATION'] is not a bool: taken as True")
+            startup.log_once(
+                "require-not-bool",
+                logging.ERROR,
+                "ROHRPOST['REQUIRE_AUTHENTICATION'] is not a bool: taken as True",
+            )
             require = True
         try:
             # Read as given: an unusable hook must not fall back to "no hook" (every token ignored).
             hook = resolve_hook(conf.options().get("AUTHENTICATE"))
         except (ImportError, TypeError):
             # The system check reports it; refusing every token is the safe fallback.
-            logger.exception("ROHRPOST['AUTHENTICATE'] is unusable: no token is accepted")
+            startup.log_once(
+                "hook-unusable",
+                logging.ERROR,
+                "ROHRPOST['AUTHENTICATE'] is unusable: no token is accepted (%s)",
+                conf.problems({"AUTHENTICATE": conf.options().get("AUTHENTICATE")})[0],
+            )
             hook = _refuse_every_token
         if hook is None and not require:
             return None
@@ -138,6 +147,7 @@ class Authenticator:
         try:
             user = await self._ahook(token, scope)
         except RohrpostError as exc:
+            _log_refusal(request, f"the token hook raised {exc.code!r}: {exc.message}")
             try:
                 return None, protocol.encode_error(
                     request["id"], request["type"], exc.message, exc.code, exc.data
@@ -149,8 +159,15 @@ class Authenticator:
             logger.exception("The token hook failed on request id %r", request["id"])
             return None, _refusal(request, "The token could not be checked.")
         if not is_authenticated(user):
+            _log_refusal(request, f"the token hook returned {type(user).__name__}")
             return None, _refusal(request, "The token is not valid.")
         return user, None
+
+
+def _log_refusal(request: dict[str, Any], why: str) -> None:
+    # INFO, and never the token itself: a refused token may be a real one, mistyped.
+    # A hook that knows more (an expired signature, a malformed claim) logs it itself.
+    logger.info("Token refused on request id %r: %s", request["id"], why)
 
 
 def _refusal(request: dict[str, Any], message: str) -> str:

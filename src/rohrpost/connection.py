@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from asgiref.sync import async_to_sync
 
-from rohrpost import conf, control, encoding
+from rohrpost import conf, control, encoding, startup
 from rohrpost.auth import CLOSE_UNAUTHENTICATED, Authenticator
 from rohrpost.dispatch import Call, prepare_call
 from rohrpost.limits import CLOSE_FLOODING, COOLDOWN, Admission, FrameGate
@@ -53,6 +53,7 @@ class RohrpostConsumerMixin:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        startup.check_once()  # ASGI servers run no system checks: log their findings once
         self.rohrpost_groups: set[str] = set()
         # Frames sent by an inline handler through the sync helpers; sent after it returns.
         self._rohrpost_outbox: list[str] | None = None
@@ -150,12 +151,20 @@ class RohrpostConsumerMixin:
         return outbox
 
     async def aadd_to_group(self, group_name: str) -> None:
-        """Join ``group_name``: the connection receives what is sent to the group."""
+        """Join ``group_name``: the connection receives what is sent to the group.
+
+        Raises:
+            RohrpostError: No channel layer is configured (answered ``handler_error``).
+        """
+        if self.channel_layer is None:
+            raise startup.no_channel_layer(f"join the group {group_name!r}")
         await self.channel_layer.group_add(group_name, self.channel_name)
         self.rohrpost_groups.add(group_name)
 
     async def aremove_from_group(self, group_name: str) -> None:
         """Leave ``group_name``; leaving a group not joined is harmless."""
+        if self.channel_layer is None:
+            raise startup.no_channel_layer(f"leave the group {group_name!r}")
         self.rohrpost_groups.discard(group_name)
         await self.channel_layer.group_discard(group_name, self.channel_name)
 

@@ -18,13 +18,16 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from rohrpost import protocol
+from rohrpost import protocol, startup
 from rohrpost.exceptions import RohrpostError
 from rohrpost.registry import Handler, HandlerMode, HandlerRegistry, handler_mode
 
 __all__ = ["Call", "prepare_call"]
 
 logger = logging.getLogger("rohrpost")
+
+#: The handlers rohrpost registers itself (:mod:`rohrpost.handlers`).
+BUILT_IN_TYPES = frozenset({"ping"})
 
 
 @dataclass(slots=True)
@@ -118,10 +121,43 @@ def prepare_call(
         return protocol.encode_error(
             request["id"],
             request["type"],
-            f"No registered handler called '{request['type']}'.",
+            _unknown_type(registry, request["type"]),
             protocol.UNKNOWN_TYPE,
         )
     return Call(handler, handler_mode(handler), request)
+
+
+#: Types a client library sends on its own; their handlers come from installing
+#: :class:`rohrpost.subscriptions.Subscriptions`.
+SUBSCRIPTION_TYPES = frozenset({"subscribe", "unsubscribe"})
+
+
+def _unknown_type(registry: HandlerRegistry, request_type: str) -> str:
+    """The error text for a type nobody handles, with a hint where a set-up step is missing.
+
+    The server's log gets the hint once (a client choosing the type cannot flood it).
+    """
+    message = f"No registered handler called '{request_type}'."
+    if request_type in SUBSCRIPTION_TYPES:
+        startup.log_once(
+            "no-subscriptions",
+            logging.WARNING,
+            "A client sent %r, but no handler is registered for it: install subscriptions "
+            "with Subscriptions().install() in a module imported at start-up, such as an "
+            "installed app's rohrpost_handlers.py, which the rohrpost app imports.",
+            request_type,
+        )
+        return f"{message} The server has no subscriptions installed."
+    if set(registry) <= BUILT_IN_TYPES:
+        startup.log_once(
+            "no-handlers",
+            logging.WARNING,
+            "A client sent %r, but no handler besides the built-in ones is registered: "
+            "put handlers in an installed app's rohrpost_handlers.py (imported by the "
+            "rohrpost app when it is in INSTALLED_APPS), or import their module at start-up.",
+            request_type,
+        )
+    return message
 
 
 def _debug() -> bool:

@@ -32,10 +32,14 @@ class Consumer:
         frames: The same messages as the JSON text that would go over the wire.
         closed: Whether :meth:`close` was called (or ``send`` with ``close=True``).
         close_code: The code given to :meth:`close`, if any.
-        groups: Groups joined through :meth:`add_to_group`.
+        groups: Groups joined through :meth:`add_to_group` or :meth:`aadd_to_group`
+            (also readable as ``rohrpost_groups``, as on the real consumers).
+        scope: The connection scope handlers read, such as ``scope["user"]``
+            (empty unless given).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, scope: dict[str, Any] | None = None) -> None:
+        self.scope: dict[str, Any] = {} if scope is None else scope
         self.data: list[Any] = []
         self.frames: list[str] = []
         self.closed = False
@@ -64,6 +68,19 @@ class Consumer:
     def remove_from_group(self, group_name: str) -> None:
         """Record leaving ``group_name``."""
         self.groups.discard(group_name)
+
+    async def aadd_to_group(self, group_name: str) -> None:
+        """Async twin of :meth:`add_to_group`, for ``async def`` handlers."""
+        self.add_to_group(group_name)
+
+    async def aremove_from_group(self, group_name: str) -> None:
+        """Async twin of :meth:`remove_from_group`."""
+        self.remove_from_group(group_name)
+
+    @property
+    def rohrpost_groups(self) -> set[str]:
+        """The groups joined (the real consumers' name for :attr:`groups`)."""
+        return self.groups
 
     @property
     def messages(self) -> list[Any]:

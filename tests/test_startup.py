@@ -1,0 +1,257 @@
+"""Guard rails: checks logged once at start-up, missing set-up steps named in errors and logs."""
+
+from __future__ import annotations
+
+import logging
+from io import StringIO
+from typing import Any
+
+import pytest
+from channels.layers import channel_layers
+from django.core.management import call_command
+from django.test import override_settings
+
+from rohrpost import AsyncRohrpostConsumer, SyncRohrpostConsumer, startup
+from rohrpost.apps import HANDLER_MODULE
+from rohrpost.checks import check_channel_layers, rohrpost_problems
+from rohrpost.registry import HANDLERS, HandlerRegistry
+from tests.communicators import ask, connect
+
+pytestmark = [
+    # The sync consumer checks the database connections around each frame.
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("fresh_channel_layers"),
+]
+
+
+@pytest.fixture(params=[SyncRohrpostConsumer, AsyncRohrpostConsumer], ids=["sync", "async"])
+def consumer_class(request: pytest.FixtureRequest) -> type[Any]:
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def no_channel_layer(settings: Any) -> None:
+    del settings.CHANNEL_LAYERS
+    channel_layers.backends = {}
+
+
+def rohrpost_records(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "rohrpost" and text in r.getMessage()]
+
+
+# --- the checks ----------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("no_channel_layer")
+def test_manage_py_check_warns_about_a_missing_channel_layer() -> None:
+    out = StringIO()
+    call_command("check", "--tag", "rohrpost", stdout=out, stderr=out)
+    assert "rohrpost.W001" in out.getvalue()
+    assert "CHANNEL_LAYERS has no 'default' layer" in out.getvalue()
+
+
+@pytest.mark.parametrize("layers", [{}, {"other": {}}, {"default": "x"}, None])
+def test_a_channel_layers_setting_without_a_default_layer_is_a_warning(
+    settings: Any, layers: Any
+) -> None:
+    settings.CHANNEL_LAYERS = layers
+    assert [w.id for w in check_channel_layers()] == ["rohrpost.W001"]
+
+
+def test_a_configured_channel_layer_passes() -> None:
+    assert check_channel_layers() == []
+    assert rohrpost_problems() == []
+
+
+def test_rohrpost_missing_from_installed_apps_is_a_problem_at_start_up(settings: Any) -> None:
+    apps = [app for app in settings.INSTALLED_APPS if app != "rohrpost"]
+    with override_settings(INSTALLED_APPS=apps):
+        problems = rohrpost_problems()
+    assert [p.id for p in problems] == ["rohrpost.W002"]
+    assert problems[0].hint == "Add 'rohrpost' to INSTALLED_APPS."
+
+
+@pytest.mark.usefixtures("no_channel_layer")
+async def test_the_first_connection_logs_every_problem_once(
+    settings: Any, consumer_class: type[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """ASGI servers run no system checks: rohrpost runs its own, once per process."""
+    settings.ROHRPOST = {"MAX_DEPHT": 8}
+    with caplog.at_level(logging.WARNING, logger="rohrpost"):
+        for _ in range(3):
+            async with connect(consumer_class) as communicator:
+                await ask(communicator, {"id": 1, "type": "ping"})
+    typo = rohrpost_records(caplog, "unknown key 'MAX_DEPHT'")
+    layer = rohrpost_records(caplog, "(rohrpost.W001)")
+    assert [r.levelno for r in typo] == [logging.ERROR]
+    assert "(rohrpost.E001)" in typo[0].getMessage()
+    assert [r.levelno for r in layer] == [logging.WARNING]
+
+
+async def test_a_sound_configuration_logs_nothing_at_start_up(
+    consumer_class: type[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="rohrpost"):
+        async with connect(consumer_class) as communicator:
+            await ask(communicator, {"id": 1, "type": "ping"})
+    assert [r for r in caplog.records if r.name == "rohrpost"] == []
+
+
+async def test_an_unusable_auth_setting_is_logged_once_not_per_connection(
+    settings: Any, consumer_class: type[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.ROHRPOST = {"AUTHENTICATE": "no.such.hook", "REQUIRE_AUTHENTICATION": "yes"}
+    with caplog.at_level(logging.WARNING, logger="rohrpost"):
+        for _ in range(3):
+            async with connect(consumer_class) as communicator:
+                await ask(communicator, {"id": 1, "type": "ping"})
+    assert len(rohrpost_records(caplog, "is unusable: no token is accepted")) == 1
+    assert len(rohrpost_records(caplog, "is not a bool: taken as True")) == 1
+    assert all(r.exc_info is None for r in caplog.records)
+
+
+# --- a handler that needs the channel layer --------------------------------------------------
+
+
+@pytest.mark.usefixtures("no_channel_layer")
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_joining_a_group_without_a_channel_layer_answers_clearly_and_logs_the_cause(
+    registry: HandlerRegistry,
+    consumer_class: type[Any],
+    kind: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    if kind == "sync":
+
+        @registry.handler("join")
+        def join(consumer: Any, request: dict[str, Any]) -> str:
+            consumer.add_to_group("lobby")
+            return "joined"
+
+    else:
+
+        @registry.handler("join")
+        async def ajoin(consumer: Any, request: dict[str, Any]) -> str:
+            await consumer.aremove_from_group("lobby")
+            return "left"
+
+    with caplog.at_level(logging.ERROR, logger="rohrpost"):
+        async with connect(consumer_class) as communicator:
+            first = await ask(communicator, {"id": 1, "type": "join"})
+            second = await ask(communicator, {"id": 2, "type": "join"})
+            assert await ask(communicator, {"id": 3, "type": "ping"}) == {"id": 3, "type": "pong"}
+    assert first == {
+        "id": 1,
+        "type": "join",
+        "error": "The server has no channel layer configured, so it cannot join or leave groups.",
+        "code": "handler_error",
+    }
+    assert second["code"] == "handler_error"
+    logged = rohrpost_records(caplog, "no channel layer is configured: set CHANNEL_LAYERS")
+    assert len(logged) == 1
+    assert "'lobby'" in logged[0].getMessage()
+
+
+# --- unknown types that mean a missing set-up step ---------------------------------------------
+
+
+async def test_subscribe_without_installed_subscriptions_hints_at_the_missing_step(
+    consumer_class: type[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    assert "subscribe" not in HANDLERS
+    with caplog.at_level(logging.WARNING, logger="rohrpost"):
+        async with connect(consumer_class) as communicator:
+            replies = [
+                await ask(communicator, {"id": n, "type": kind, "data": {"type": "board"}})
+                for n, kind in enumerate(["subscribe", "unsubscribe", "subscribe"])
+            ]
+    assert replies[0] == {
+        "id": 0,
+        "type": "subscribe",
+        "error": "No registered handler called 'subscribe'. "
+        "The server has no subscriptions installed.",
+        "code": "unknown_type",
+    }
+    assert [r["code"] for r in replies] == ["unknown_type"] * 3
+    logged = rohrpost_records(caplog, "Subscriptions().install()")
+    assert len(logged) == 1
+    assert f"{HANDLER_MODULE}.py" in logged[0].getMessage()
+
+
+class BareConsumer(AsyncRohrpostConsumer):
+    """Serves a registry that holds only the built-in handler, as if none were imported."""
+
+    rohrpost_registry = HandlerRegistry({"ping": HANDLERS["ping"]})
+
+
+async def test_an_unknown_type_with_no_handlers_registered_logs_where_they_go(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="rohrpost"):
+        async with connect(BareConsumer) as communicator:
+            for n in range(3):
+                reply = await ask(communicator, {"id": n, "type": "add"})
+                assert reply["error"] == "No registered handler called 'add'."
+    assert len(rohrpost_records(caplog, "no handler besides the built-in ones")) == 1
+
+
+async def test_an_unknown_type_beside_registered_handlers_logs_nothing(
+    consumer_class: type[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="rohrpost"):
+        async with connect(consumer_class) as communicator:
+            reply = await ask(communicator, {"id": 1, "type": "nope"})
+    assert reply["error"] == "No registered handler called 'nope'."
+    assert [r for r in caplog.records if r.name == "rohrpost"] == []
+
+
+# --- autodiscovery -----------------------------------------------------------------------------
+
+
+async def test_handler_modules_of_installed_apps_are_found_without_an_import(
+    consumer_class: type[Any],
+) -> None:
+    """tests/feedapp/rohrpost_handlers.py is imported by nothing but the rohrpost app."""
+    async with connect(consumer_class) as communicator:
+        reply = await ask(communicator, {"id": 1, "type": "feedapp.autodiscovered"})
+    assert reply == {"id": 1, "type": "feedapp.autodiscovered", "data": "found"}
+
+
+def test_log_once_logs_a_key_once(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="rohrpost"):
+        assert startup.log_once("k", logging.INFO, "said %s", "once") is True
+        assert startup.log_once("k", logging.INFO, "said %s", "twice") is False
+    assert [r.getMessage() for r in caplog.records] == ["said once"]
+
+
+# --- the token hook's refusals -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("token", "why"),
+    [
+        ("unknown-token", "the token hook returned NoneType"),
+        ("anon-token", "the token hook returned SimpleNamespace"),
+        ("forbidden-token", "the token hook raised 'forbidden': This token was revoked."),
+    ],
+)
+async def test_a_refused_token_is_logged_at_info_without_the_token(
+    settings: Any,
+    registry: HandlerRegistry,
+    caplog: pytest.LogCaptureFixture,
+    token: str,
+    why: str,
+) -> None:
+    from tests.test_auth import user_for_token
+
+    settings.ROHRPOST = {"AUTHENTICATE": user_for_token}
+    registry.register("whoami", lambda consumer, request: "someone")
+    with caplog.at_level(logging.INFO, logger="rohrpost"):
+        async with connect(AsyncRohrpostConsumer) as communicator:
+            reply = await ask(communicator, {"id": 7, "type": "whoami", "auth_jwt": token})
+    assert "error" in reply
+    logged = rohrpost_records(caplog, "Token refused on request id 7")
+    assert [(r.levelno, r.getMessage()) for r in logged] == [
+        (logging.INFO, f"Token refused on request id 7: {why}")
+    ]
+    assert token not in caplog.text

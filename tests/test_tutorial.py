@@ -1,0 +1,182 @@
+"""docs/tutorial.md and the README's tour, followed step by step as a reader would.
+
+Each page's files are written into a fresh directory and its commands run
+there, in a virtual environment that holds only what the pages'
+``pip install`` lines name (see :mod:`tests.walkthrough`: rohrpost comes from
+this checkout, everything else from the package index; the test asserts that
+packages only the development environment has, such as daphne, are absent).
+The server runs under uvicorn; the command line is the page's own; Chromium
+(through Playwright) logs in, adds a task, and watches pushes arrive.
+
+The environment is kept in ``test-artifacts/page-venv`` and rebuilt when the
+pages' ``pip install`` lines or ``pyproject.toml`` change.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.services import require_redis
+from tests.test_browser import CHROMIUM_ARGS, chromium_path
+from tests.walkthrough import ROOT, Walk, page_venv, pip_requirements, steps, untitled_code
+
+pytestmark = pytest.mark.e2e
+
+TUTORIAL = (ROOT / "docs" / "tutorial.md").read_text()
+README = (ROOT / "README.md").read_text()
+ARTIFACTS = Path(os.environ.get("ROHRPOST_ARTIFACTS", ROOT / "test-artifacts"))
+#: How soon a change must show in a page.
+LIVE_MS = 2000
+
+
+def test_the_tutorial_has_no_code_the_walk_would_skip() -> None:
+    assert untitled_code(TUTORIAL) == []
+    page = steps(TUTORIAL)
+    assert len([step for step in page if step.kind == "write"]) >= 6
+    checks = [step.target for step in page if step.kind == "check"]
+    assert checks == ["server", "browser", "cli", "server", "redis"]
+
+
+def test_the_readme_tour_names_nothing_to_install_the_tutorial_does_not() -> None:
+    assert set(pip_requirements(README)) <= set(pip_requirements(TUTORIAL))
+
+
+@pytest.fixture(scope="module")
+def venv() -> Path:
+    where = page_venv(pip_requirements(TUTORIAL), ARTIFACTS / "page-venv")
+    listing = subprocess.run(
+        [str(where / "bin" / "python"), "-m", "pip", "list", "--format=freeze"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    installed = {line.split("==")[0].lower().replace("_", "-") for line in listing.splitlines()}
+    # What only the development environment has is not there: the pages name all they use.
+    assert installed.isdisjoint({"daphne", "djangorestframework", "pytest", "playwright"})
+    assert {"rohrpost", "django", "channels", "uvicorn", "websockets", "channels-redis"} <= installed
+    return where
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    executable = chromium_path()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+class Reader:
+    """What the reader sees in the browser while following the tutorial."""
+
+    def __init__(self, browser: Any) -> None:
+        self.browser = browser
+        self.pages: list[Any] = []
+        self.errors: list[str] = []
+
+    def open_logged_in(self, walk: Walk) -> Any:
+        context = self.browser.new_context()
+        page = context.new_page()
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.goto(walk.base_url + "/")  # login_required sends the reader to the admin's login
+        page.fill("input[name=username]", "alice")
+        page.fill("input[name=password]", "tutorial")
+        page.click("input[type=submit]")
+        page.wait_for_url(walk.base_url + "/")
+        page.wait_for_selector("#status:text-is('Live.')", timeout=10_000)
+        self.pages.append(page)
+        return page
+
+    def check_server(self, walk: Walk) -> None:
+        # start_server waited until it answered HTTP; it must still be running.
+        assert walk.server is not None
+        assert walk.server.poll() is None
+
+    def check_browser(self, walk: Walk) -> None:
+        first = self.open_logged_in(walk)
+        second = self.open_logged_in(walk)
+        first.fill("#add input[name=title]", "Water the plants")
+        first.click("#add button")
+        # The other window learns of it from the change feed, not from a reload.
+        item = second.locator("#tasks li", has_text="Water the plants")
+        item.wait_for(timeout=LIVE_MS)
+        assert first.input_value("#add input[name=title]") == ""
+
+        # A change made in the admin, a plain Django view, reaches both pages too.
+        admin = second.context.new_page()
+        admin.goto(walk.base_url + "/admin/tasks/task/")
+        admin.click("text=Task object")
+        admin.check("input[name=done]")
+        admin.click("input[name=_save]")
+        for page in (first, second):
+            page.wait_for_selector("#tasks li:text-is('Water the plants (done)')", timeout=LIVE_MS)
+        admin.close()
+
+        # The sync handler refuses a blank title with the page's error.
+        first.evaluate("document.querySelector('#add input').removeAttribute('required')")
+        first.fill("#add input[name=title]", "   ")
+        first.click("#add button")
+        first.wait_for_selector("#status:text-is('A task needs a title.')", timeout=LIVE_MS)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        second.screenshot(path=str(ARTIFACTS / "tutorial-page.png"))
+
+    def check_cli(self, walk: Walk) -> None:
+        pass  # the console block's commands and their outputs were checked as they ran
+
+    def check_redis(self, walk: Walk) -> None:
+        # The page open since before the restart reconnected, subscribed again,
+        # and sees a task saved by another process.
+        self.pages[0].wait_for_selector(
+            "#tasks li:text-is('From the shell')", timeout=10_000
+        )
+
+
+def test_the_tutorial_runs_as_written(venv: Path, tmp_path: Path) -> None:
+    redis_url = require_redis()
+    project = tmp_path / "tasks-tutorial"
+    project.mkdir()
+    with chromium() as browser:
+        reader = Reader(browser)
+        walk = Walk(
+            project,
+            venv,
+            {
+                "server": reader.check_server,
+                "browser": reader.check_browser,
+                "cli": reader.check_cli,
+                "redis": reader.check_redis,
+            },
+            redis_url=redis_url,
+        )
+        try:
+            walk.run(steps(TUTORIAL))
+        except BaseException:
+            print(walk.log())
+            raise
+    assert reader.errors == []
+    # Nothing the start-up checks or the guard rails complain about.
+    for trouble in ("rohrpost.", "Traceback", "Warning:"):
+        assert trouble not in walk.log(), walk.log()
+
+
+def test_the_readme_tour_runs_as_written(venv: Path, tmp_path: Path) -> None:
+    project = tmp_path / "readme-tour"
+    project.mkdir()
+    walk = Walk(project, venv, {"server": lambda walk: None})
+    try:
+        walk.run(steps(README))
+    except BaseException:
+        print(walk.log())
+        raise
+    assert any(step.kind == "run" and "python -m rohrpost" in step.target for step in walk.done)
+    assert "Traceback" not in walk.log(), walk.log()

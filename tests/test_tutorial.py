@@ -25,12 +25,22 @@ import pytest
 
 from tests.services import require_redis
 from tests.test_browser import CHROMIUM_ARGS, chromium_path
-from tests.walkthrough import ROOT, Walk, page_venv, pip_requirements, steps, untitled_code
+from tests.walkthrough import (
+    ROOT,
+    Step,
+    Walk,
+    output_matches,
+    page_venv,
+    pip_requirements,
+    steps,
+    untitled_code,
+)
 
 pytestmark = pytest.mark.e2e
 
 TUTORIAL = (ROOT / "docs" / "tutorial.md").read_text()
-README = (ROOT / "README.md").read_text()
+#: The README's tour: its section, up to the next one.
+README_TOUR = (ROOT / "README.md").read_text().split("## Five-minute tour")[1].split("\n## ")[0]
 ARTIFACTS = Path(os.environ.get("ROHRPOST_ARTIFACTS", ROOT / "test-artifacts"))
 #: How soon a change must show in a page.
 LIVE_MS = 2000
@@ -44,8 +54,24 @@ def test_the_tutorial_has_no_code_the_walk_would_skip() -> None:
     assert checks == ["server", "browser", "cli", "server", "redis"]
 
 
+def _extras(requirements: list[str]) -> set[str]:
+    """The rohrpost extras a page installs (``rohrpost[a,b]`` names two)."""
+    return {
+        extra
+        for requirement in requirements
+        for extra in requirement.removeprefix("rohrpost[").removesuffix("]").split(",")
+    }
+
+
 def test_the_readme_tour_names_nothing_to_install_the_tutorial_does_not() -> None:
-    assert set(pip_requirements(README)) <= set(pip_requirements(TUTORIAL))
+    assert all(r.startswith("rohrpost[") for r in pip_requirements(README_TOUR))
+    assert all(r.startswith("rohrpost[") for r in pip_requirements(TUTORIAL))
+    assert _extras(pip_requirements(README_TOUR)) <= _extras(pip_requirements(TUTORIAL))
+
+
+def test_the_readme_tour_has_no_python_the_walk_would_skip() -> None:
+    assert untitled_code(README_TOUR) == []
+    assert [step.target for step in steps(README_TOUR) if step.kind == "check"] == ["server"]
 
 
 @pytest.fixture(scope="module")
@@ -180,9 +206,47 @@ def test_the_readme_tour_runs_as_written(venv: Path, tmp_path: Path) -> None:
     project.mkdir()
     walk = Walk(project, venv, {"server": lambda walk: None})
     try:
-        walk.run(steps(README))
+        walk.run(steps(README_TOUR))
     except BaseException:
         print(walk.log())
         raise
     assert any(step.kind == "run" and "python -m rohrpost" in step.target for step in walk.done)
     assert "Traceback" not in walk.log(), walk.log()
+
+
+def test_an_expected_output_matches_exactly_or_through_ellipses() -> None:
+    assert output_matches("6", "6\n")
+    assert not output_matches("61", "6")
+    assert output_matches(
+        "Found 3 test(s).\nx\nRan 3 tests in 0.1s\n\nOK",
+        "Found 3 test(s).\n...\nRan 3 tests in ...\nOK",
+    )
+    assert not output_matches("Found 2 test(s).\nRan 2 tests in 0.1s\nOK", "Found 3 test(s).\n...")
+
+
+def test_a_page_is_read_as_files_commands_and_checks_in_order() -> None:
+    page = """Text.
+
+```python title="a/b.py"
+x = 1
+```
+
+<!-- check: here -->
+
+```console
+$ echo hi
+hi
+$ true
+```
+
+```python title="a/b.py (add at the end)"
+y = 2
+```
+"""
+    assert steps(page) == [
+        Step("write", "a/b.py", "x = 1\n"),
+        Step("check", "here"),
+        Step("run", "echo hi", "hi"),
+        Step("run", "true", None),
+        Step("append", "a/b.py", "y = 2\n"),
+    ]

@@ -17,7 +17,7 @@ JS := clients/js
 # npm ci writes this file; it is newer than the lock file once the install is done.
 JS_STAMP := $(JS)/node_modules/.package-lock.json
 
-.PHONY: demo test lint typecheck pytest jstest bench clean
+.PHONY: demo test lint typecheck docs pytest jstest bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The documentation site, into site/ (open site/index.html). --strict: a broken
+# link, anchor or API reference fails the build.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 # Branch coverage of the core modules must stay at 100%.
 CORE := protocol encoding registry dispatch consumers main message handlers \
 	changefeed mixins publisher conf checks limits subscriptions control auth connection \
@@ -62,11 +67,11 @@ $(JS_STAMP): $(JS)/package-lock.json
 jstest: $(STAMP) $(JS_STAMP)
 	cd $(JS) && ROHRPOST_PYTHON=$(CURDIR)/$(BIN)/python npm test
 
-test: lint typecheck pytest jstest
+test: lint typecheck docs pytest jstest
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage example/db.sqlite3 \
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage example/db.sqlite3 site \
 		$(JS)/node_modules test-artifacts

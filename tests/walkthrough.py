@@ -161,6 +161,7 @@ class Walk:
         venv: From :func:`page_venv`.
         checks: What to do at each ``<!-- check: NAME -->``.
         redis_url: Replaces the page's Redis URL in the files it writes.
+        extra_env: Set in the environment of every command and server.
     """
 
     def __init__(
@@ -169,7 +170,9 @@ class Walk:
         venv: Path,
         checks: dict[str, Callable[[Walk], None]],
         redis_url: str = PAGE_REDIS_URL,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
+        self.extra_env = extra_env or {}
         self.project = project
         self.venv = venv
         self.checks = checks
@@ -191,7 +194,7 @@ class Walk:
         env["VIRTUAL_ENV"] = str(self.venv)
         env["PATH"] = f"{self.venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         env["PYTHONUNBUFFERED"] = "1"
-        return env
+        return {**env, **self.extra_env}
 
     def run(self, page_steps: list[Step]) -> None:
         """Run every step; an assertion names the step that broke."""

@@ -18,9 +18,11 @@ Every key is optional::
 
 ``"RATE_LIMIT": None`` and ``"BYTE_RATE_LIMIT": None`` turn rate limiting off. ``AUTHENTICATE`` and
 ``REQUIRE_AUTHENTICATION`` are explained in :mod:`rohrpost.auth`,
-``MAX_IN_FLIGHT`` in :class:`rohrpost.AsyncRohrpostConsumer`. The values are checked at
-start-up by Django's system checks (``manage.py check``) when ``"rohrpost"``
-is in ``INSTALLED_APPS``; :func:`problems` lists what is wrong.
+``MAX_IN_FLIGHT`` in :class:`rohrpost.AsyncRohrpostConsumer`. The values are checked by
+Django's system checks (``manage.py check``) when ``"rohrpost"`` is in
+``INSTALLED_APPS``, and, since ASGI servers run none, once when a process
+opens its first connection (:mod:`rohrpost.startup`); :func:`problems` lists
+what is wrong.
 """
 
 from __future__ import annotations

@@ -106,6 +106,18 @@ function reportListenerError(error) {
   });
 }
 
+/**
+ * The text of a socket error event. `ws` (Node) says why a handshake failed; a 403 is
+ * nearly always the server's Origin check, which browsers pass by themselves.
+ */
+function socketErrorMessage(cause) {
+  const detail = typeof cause?.message === "string" && cause.message ? ` ${cause.message}` : "";
+  const hint = /\b403\b/.test(detail)
+    ? " (is the Origin allowed? Outside a browser, pass socketOptions: { origin })"
+    : "";
+  return `WebSocket error.${detail}${hint}`;
+}
+
 export class RohrpostClient {
   /**
    * Connects at once; see DEFAULTS and docs/js-client.md for the options.
@@ -341,7 +353,7 @@ export class RohrpostClient {
       const cause = event?.error ?? event;
       this._emit(
         "error",
-        new RohrpostError("WebSocket error.", { code: CLIENT_ERROR_CODES.SOCKET_ERROR, cause }),
+        new RohrpostError(socketErrorMessage(cause), { code: CLIENT_ERROR_CODES.SOCKET_ERROR, cause }),
       );
     };
     if (isTimeout(connectTimeout)) {

@@ -226,3 +226,11 @@ test("a resubscribe the server refuses ends the subscription and tells the liste
   assert.equal(update, undefined);
   assert.deepEqual(client.groups, []);
 });
+
+test("a handshake refused for its Origin says so in the error event", async (t) => {
+  const client = connect(server, { reconnect: false, socketOptions: { origin: "http://evil.example" } });
+  t.after(() => client.close());
+  const error = await next(client, "error");
+  assert.equal(error.code, "socket_error");
+  assert.match(error.message, /^WebSocket error\. Unexpected server response: 403 \(is the Origin allowed\?/);
+});

@@ -96,7 +96,8 @@ class Command(BaseCommand):
             raise CommandError(f"The server refused: {exc}") from None
         except OSError as exc:
             raise CommandError(
-                f"Could not reach the demo server at {url} ({exc}). Start it with `make demo`, "
+                f"Could not reach the demo server at {url} ({exc}). Start it with `make demo`; "
+                "if it runs on another port, give the same PORT=... here or --url; "
                 "or pass --direct to write without a live push."
             ) from None
         return reply

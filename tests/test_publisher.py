@@ -284,7 +284,9 @@ async def test_a_layer_alias_that_is_not_configured_is_logged_and_others_still_g
     assert texts(await listener.aevents()) == ["kept"]
     (record,) = [r for r in caplog.records if r.name == "rohrpost"]
     assert record.levelno == logging.ERROR
-    assert record.getMessage() == "No channel layer 'nowhere': 1 frames to 'g' dropped"
+    assert record.getMessage() == (
+        "No channel layer 'nowhere' (set CHANNEL_LAYERS in the settings): 1 frames to 'g' dropped"
+    )
 
 
 async def test_a_failing_group_send_is_logged_and_the_next_group_still_gets_its_frames(

@@ -160,7 +160,10 @@ async def _send_batch(batch: list[Item]) -> None:
         layer = layers[layer_alias]
         if layer is None:
             logger.error(
-                "No channel layer %r: %d frames to %r dropped", layer_alias, len(texts), group
+                "No channel layer %r (set CHANNEL_LAYERS in the settings): %d frames to %r dropped",
+                layer_alias,
+                len(texts),
+                group,
             )
             continue
         for start in range(0, len(texts), per_event):

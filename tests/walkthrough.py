@@ -128,11 +128,11 @@ def page_venv(requirements: list[str], where: Path) -> Path:
     """A virtual environment with only ``requirements`` installed; reused while they hold.
 
     ``rohrpost`` is installed editable from this checkout, so the environment
-    stays valid as the code changes; it is rebuilt when the requirements or
-    ``pyproject.toml`` change.
+    stays valid as the code changes; it is rebuilt when the requirements,
+    ``pyproject.toml`` or the checkout's place change.
     """
     key = hashlib.sha256(
-        "\n".join([*requirements, (ROOT / "pyproject.toml").read_text()]).encode()
+        "\n".join([str(ROOT), *requirements, (ROOT / "pyproject.toml").read_text()]).encode()
     ).hexdigest()
     stamp = where / "requirements.sha256"
     if stamp.exists() and stamp.read_text() == key:

@@ -11,7 +11,7 @@ from channels.layers import channel_layers
 from django.core.management import call_command
 from django.test import override_settings
 
-from rohrpost import AsyncRohrpostConsumer, SyncRohrpostConsumer, startup
+from rohrpost import AsyncRohrpostConsumer, SyncRohrpostConsumer, checks, startup
 from rohrpost.apps import HANDLER_MODULE
 from rohrpost.checks import check_channel_layers, rohrpost_problems
 from rohrpost.registry import HANDLERS, HandlerRegistry
@@ -255,3 +255,55 @@ async def test_a_refused_token_is_logged_at_info_without_the_token(
         (logging.INFO, f"Token refused on request id 7: {why}")
     ]
     assert token not in caplog.text
+
+
+# --- channels_redis under redis-py 8 -------------------------------------------------------
+
+REDIS = "channels_redis.core.RedisChannelLayer"
+
+
+@pytest.mark.parametrize(
+    ("config", "warned"),
+    [
+        ({"hosts": ["redis://127.0.0.1:6379/0"]}, True),
+        ({"hosts": [("127.0.0.1", 6379)]}, True),
+        ({"hosts": [{"address": "redis://127.0.0.1:6379/0"}]}, True),
+        (None, True),  # channels_redis' default host
+        ({"hosts": "redis://127.0.0.1:6379/0"}, True),
+        ({"hosts": [{"address": "redis://127.0.0.1:6379/0", "socket_timeout": None}]}, False),
+        ({"hosts": ({"address": "redis://h/0", "socket_timeout": 30},)}, False),
+    ],
+)
+def test_a_redis_layer_that_keeps_redis_py_8s_read_timeout_is_a_warning(
+    settings: Any, config: Any, warned: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(checks, "_redis_major", lambda: 8)
+    layer: dict[str, Any] = {"BACKEND": REDIS}
+    if config is not None:
+        layer["CONFIG"] = config
+    settings.CHANNEL_LAYERS = {"default": layer, "memory": {"BACKEND": "x.InMemoryChannelLayer"}}
+    found = check_channel_layers()
+    assert [w.id for w in found] == (["rohrpost.W003"] if warned else [])
+    if warned:
+        assert "'default'" in found[0].msg
+        assert '"socket_timeout": None' in str(found[0].hint)
+
+
+def test_before_redis_py_8_there_is_no_read_timeout_to_warn_about(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(checks, "_redis_major", lambda: 7)
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": REDIS, "CONFIG": {"hosts": ["redis://h"]}}}
+    assert check_channel_layers() == []
+
+
+def test_the_installed_redis_py_major_version_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    assert checks._redis_major() == int(version("redis").split(".")[0])
+
+    def missing(name: str) -> str:
+        raise PackageNotFoundError(name)
+
+    monkeypatch.setattr("importlib.metadata.version", missing)
+    assert checks._redis_major() == 0

@@ -44,6 +44,9 @@ README_TOUR = (ROOT / "README.md").read_text().split("## Five-minute tour")[1].s
 ARTIFACTS = Path(os.environ.get("ROHRPOST_ARTIFACTS", ROOT / "test-artifacts"))
 #: How soon a change must show in a page.
 LIVE_MS = 2000
+#: How long pages stay quiet over Redis without losing their connection (channels_redis
+#: blocks 5 s per read).
+REDIS_QUIET_MS = 7000
 
 
 def test_the_tutorial_has_no_code_the_walk_would_skip() -> None:
@@ -111,11 +114,13 @@ class Reader:
         self.pages: list[Any] = []
         self.errors: list[str] = []
         self.server_log = ""
+        self.sockets_opened = 0
 
     def open_logged_in(self, walk: Walk) -> Any:
         context = self.browser.new_context()
         page = context.new_page()
         page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.on("websocket", lambda socket: self._count_socket())
         page.goto(walk.base_url + "/")  # login_required sends the reader to the admin's login
         page.fill("input[name=username]", "alice")
         page.fill("input[name=password]", "tutorial")
@@ -124,6 +129,9 @@ class Reader:
         page.wait_for_selector("#status:text-is('Live.')", timeout=10_000)
         self.pages.append(page)
         return page
+
+    def _count_socket(self) -> None:
+        self.sockets_opened += 1
 
     def check_server(self, walk: Walk) -> None:
         # start_server waited until it answered HTTP; it must still be running,
@@ -169,6 +177,11 @@ class Reader:
         # and see a task saved by another process.
         for page in self.pages:
             page.wait_for_selector("#tasks li:text-is('From the shell')", timeout=LIVE_MS)
+        # Quiet connections stay open over Redis: longer than the blocking read of
+        # channels_redis (5 s), which redis-py 8's default read timeout would cut.
+        sockets = self.sockets_opened
+        self.pages[0].wait_for_timeout(REDIS_QUIET_MS)
+        assert self.sockets_opened == sockets, walk.log()
         self.server_log = walk.log()  # up to the last step; not what stopping the server prints
 
 

@@ -9,6 +9,10 @@
 ``rohrpost.W002``  ``"rohrpost"`` is not in ``INSTALLED_APPS``: no JavaScript
                    client as a static file, no handler autodiscovery, and
                    ``manage.py check`` runs none of these checks
+``rohrpost.W003``  a channels_redis layer whose hosts leave redis-py 8's
+                   5-second ``socket_timeout`` on: every connection's
+                   blocking receive times out and the WebSocket is dropped
+                   every 5 seconds
 =================  ==========================================================
 
 ASGI servers run no system checks, so :func:`rohrpost.startup.check_once` runs
@@ -25,6 +29,9 @@ from django.core.checks import CheckMessage, Error, Warning, register
 from rohrpost import conf
 
 __all__ = ["check_channel_layers", "check_settings", "rohrpost_problems"]
+
+#: redis-py from this major version on times socket reads out after 5 s by default.
+REDIS_TIMEOUT_MAJOR = 8
 
 SETTINGS_HINT = "See rohrpost.conf for every key and its meaning."
 
@@ -44,12 +51,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
 
 @register("rohrpost")
 def check_channel_layers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """Warn (``rohrpost.W001``) when there is no default channel layer."""
+    """Warn when there is no default channel layer (``W001``) or a Redis one drops (``W003``)."""
     from django.conf import settings
 
     layers = getattr(settings, "CHANNEL_LAYERS", None)
     if isinstance(layers, dict) and isinstance(layers.get("default"), dict):
-        return []
+        return _redis_timeout_problems(layers)
     return [
         Warning(
             "CHANNEL_LAYERS has no 'default' layer: joining groups, subscriptions, "
@@ -62,6 +69,48 @@ def check_channel_layers(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
             id="rohrpost.W001",
         )
     ]
+
+
+def _redis_timeout_problems(layers: dict[str, Any]) -> list[CheckMessage]:
+    """Warn (``rohrpost.W003``) for channels_redis hosts that keep redis-py 8's read timeout.
+
+    channels_redis receives with a blocking ``BZPOPMIN`` of 5 seconds; since
+    redis-py 8 a socket read also gives up after 5 seconds unless the host
+    sets ``socket_timeout``, so the receive fails and the consumer with it.
+    """
+    if _redis_major() < REDIS_TIMEOUT_MAJOR:
+        return []
+    problems: list[CheckMessage] = []
+    for alias, layer in layers.items():
+        if not isinstance(layer, dict) or "channels_redis" not in str(layer.get("BACKEND", "")):
+            continue
+        config = layer.get("CONFIG")
+        hosts = config.get("hosts") if isinstance(config, dict) else None
+        hosts = hosts if isinstance(hosts, list | tuple) else [None]  # channels_redis' default
+        if any(not (isinstance(host, dict) and "socket_timeout" in host) for host in hosts):
+            problems.append(
+                Warning(
+                    f"The channel layer {alias!r} uses channels_redis with redis-py 8 or later "
+                    "and no socket_timeout: every connection is dropped after 5 seconds "
+                    "without a message (Timeout reading from ...).",
+                    hint=(
+                        "Give each host as a dict with the timeout off: \"hosts\": "
+                        '[{"address": "redis://127.0.0.1:6379/0", "socket_timeout": None}].'
+                    ),
+                    id="rohrpost.W003",
+                )
+            )
+    return problems
+
+
+def _redis_major() -> int:
+    """redis-py's major version, 0 when it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return int(version("redis").split(".")[0])
+    except (PackageNotFoundError, ValueError):
+        return 0
 
 
 def rohrpost_problems() -> list[CheckMessage]:

@@ -94,7 +94,7 @@ def _redis_timeout_problems(layers: dict[str, Any]) -> list[CheckMessage]:
                     "and no socket_timeout: every connection is dropped after 5 seconds "
                     "without a message (Timeout reading from ...).",
                     hint=(
-                        "Give each host as a dict with the timeout off: \"hosts\": "
+                        'Give each host as a dict with the timeout off: "hosts": '
                         '[{"address": "redis://127.0.0.1:6379/0", "socket_timeout": None}].'
                     ),
                     id="rohrpost.W003",

@@ -12,6 +12,11 @@ DEMO_STAMP := $(VENV)/.demo-installed
 # (REDIS_URL=...) and orjson.
 DEMO_EXTRAS := server,client,redis,fast
 PORT ?= 8000
+# The WebSocket limits uvicorn runs the demo with, as docs/deployment.md recommends:
+# no message over rohrpost's MAX_FRAME_BYTES (256 KiB) is buffered, and a peer that
+# does not answer a ping within 20 s of it being sent (every 20 s) is closed.
+# tests/demo_server.py and clients/js/test/server.js start the demo with the same.
+UVICORN_WS := --ws-max-size 262144 --ws-ping-interval 20 --ws-ping-timeout 20
 
 JS := clients/js
 # npm ci writes this file; it is newer than the lock file once the install is done.
@@ -35,7 +40,7 @@ $(DEMO_STAMP): pyproject.toml
 
 demo: $(DEMO_STAMP)
 	cd example && ../$(BIN)/python manage.py migrate --noinput --verbosity 0
-	cd example && exec ../$(BIN)/python -m uvicorn demo.asgi:application --host 127.0.0.1 --port $(PORT) --lifespan off
+	cd example && exec ../$(BIN)/python -m uvicorn demo.asgi:application --host 127.0.0.1 --port $(PORT) --lifespan off $(UVICORN_WS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -25,6 +25,19 @@ EXAMPLE_DIR = Path(__file__).resolve().parent.parent / "example"
 WS_PATH = "/ws/rohrpost/"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
+#: rohrpost's default ``MAX_FRAME_BYTES``, which the demo keeps.
+MAX_FRAME_BYTES = 262144
+#: The WebSocket limits of ``make demo`` (the Makefile's ``UVICORN_WS``): uvicorn
+#: refuses a message over ``MAX_FRAME_BYTES`` with 1009 before rohrpost sees it,
+#: and closes a peer that leaves a ping unanswered for 20 s.
+UVICORN_WS_OPTIONS = (
+    "--ws-max-size",
+    str(MAX_FRAME_BYTES),
+    "--ws-ping-interval",
+    "20",
+    "--ws-ping-timeout",
+    "20",
+)
 
 
 @dataclass(frozen=True)
@@ -136,6 +149,7 @@ def run_demo(directory: Path, *, redis_url: str | None = None) -> Iterator[DemoS
                 str(port),
                 "--lifespan",
                 "off",
+                *UVICORN_WS_OPTIONS,
             ],
             cwd=EXAMPLE_DIR,
             env=env,

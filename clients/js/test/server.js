@@ -100,6 +100,13 @@ export async function startDemoServer() {
       String(port),
       "--lifespan",
       "off",
+      // The WebSocket limits of `make demo` (the Makefile's UVICORN_WS).
+      "--ws-max-size",
+      "262144",
+      "--ws-ping-interval",
+      "20",
+      "--ws-ping-timeout",
+      "20",
     ],
     { cwd: EXAMPLE_DIR, env, stdio: ["ignore", "pipe", "pipe"] },
   );

@@ -18,6 +18,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -32,7 +33,13 @@ from django.utils.module_loading import import_string
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError
 
-from tests.demo_server import MAX_FRAME_BYTES, DemoServer, run_demo
+from tests.demo_server import (
+    EXAMPLE_DIR,
+    MAX_FRAME_BYTES,
+    UVICORN_WS_OPTIONS,
+    DemoServer,
+    run_demo,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -75,6 +82,81 @@ def _replace_once(text: str, old: str, new: str) -> str:
     """Replace ``old``, which must occur exactly once: the guide must not drift unseen."""
     assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times in the guide's block"
     return text.replace(old, new)
+
+
+# The servers' commands ---------------------------------------------------------
+
+
+def _guide_command(program: str) -> list[str]:
+    """The guide's ``$ <program> ...`` console command, its continued lines joined."""
+    match = re.search(rf"```console\n\$ ({program} .*?)\n```", GUIDE.read_text(), re.DOTALL)
+    assert match, f"docs/deployment.md shows no {program} command"
+    return match[1].replace("\\\n", " ").split()
+
+
+def _full_size_echo() -> str:
+    frame = json.dumps({"id": 1, "type": "echo", "data": ""})
+    frame = frame.replace('""', json.dumps("x" * (MAX_FRAME_BYTES - len(frame))))
+    assert len(frame.encode()) == MAX_FRAME_BYTES
+    return frame
+
+
+def test_the_guides_uvicorn_command_has_the_demos_websocket_options() -> None:
+    command = " ".join(_guide_command("uvicorn"))
+    assert " ".join(UVICORN_WS_OPTIONS) in command
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
+    with run_demo(tmp_path_factory.mktemp("deployment")) as server:
+        yield server
+
+
+@pytest.fixture
+def daphne_port(demo: DemoServer, tmp_path: Path) -> Iterator[int]:
+    """daphne started with the guide's command, serving the demo; yields its port."""
+    port = _free_port()
+    command = _guide_command("daphne")
+    command[command.index("-p") + 1] = str(port)
+    command[command.index("myproject.asgi:application")] = "demo.asgi:application"
+    daphne = shutil.which("daphne", path=str(Path(sys.executable).parent))
+    assert daphne is not None
+    log = tmp_path / "daphne.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [daphne, *command[1:]],
+            cwd=EXAMPLE_DIR,
+            env=demo.manage_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_until_listening(port, process, log)
+        yield port
+    finally:
+        _stop(process)
+
+
+async def test_daphne_as_the_guide_runs_it_answers_a_full_size_message_and_drops_more(
+    daphne_port: int,
+) -> None:
+    """Over the limit daphne drops the connection without a close frame (1006), as documented."""
+    url, origin = f"ws://127.0.0.1:{daphne_port}/ws/rohrpost/", f"http://127.0.0.1:{daphne_port}"
+    frame = _full_size_echo()
+    async with connect(url, origin=origin, compression=None) as connection:  # type: ignore[arg-type]
+        await connection.send(frame)
+        assert json.loads(await asyncio.wait_for(connection.recv(), IO_TIMEOUT)) == json.loads(
+            frame
+        )
+
+    async def send_and_receive() -> None:
+        async with connect(url, origin=origin, compression=None) as connection:  # type: ignore[arg-type]
+            await connection.send(frame + " ")
+            await connection.recv()
+
+    with pytest.raises(ConnectionClosedError) as excinfo:
+        await asyncio.wait_for(send_and_receive(), IO_TIMEOUT)
+    assert excinfo.value.rcvd is None
 
 
 # nginx -------------------------------------------------------------------------
@@ -214,9 +296,7 @@ async def test_nginx_passes_a_full_size_message_and_uvicorn_refuses_one_more_byt
     usually before the close frame reaches it, so the client sees 1009 or an
     abnormal close (no close frame), as docs/deployment.md says.
     """
-    frame = json.dumps({"id": 1, "type": "echo", "data": ""})
-    frame = frame.replace('""', json.dumps("x" * (MAX_FRAME_BYTES - len(frame))))
-    assert len(frame.encode()) == MAX_FRAME_BYTES
+    frame = _full_size_echo()
     async with _connect(proxy) as connection:
         await connection.send(frame)
         assert json.loads(await asyncio.wait_for(connection.recv(), IO_TIMEOUT)) == json.loads(

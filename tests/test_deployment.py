@@ -40,6 +40,7 @@ from tests.demo_server import (
     DemoServer,
     run_demo,
 )
+from tests.services import services_required
 
 pytestmark = pytest.mark.e2e
 
@@ -227,7 +228,10 @@ def _nginx_config(directory: Path, upstream_port: int, port: int) -> str:
 def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     nginx = shutil.which("nginx", path="/usr/sbin:/usr/local/sbin:/usr/bin:/usr/local/bin")
     if nginx is None:
-        pytest.skip("nginx is not installed (apt-get install nginx-light)")
+        reason = "nginx is not installed (apt-get install nginx-light)"
+        if services_required():
+            pytest.fail(f"{reason}, and ROHRPOST_REQUIRE_SERVICES is set", pytrace=False)
+        pytest.skip(reason)
     directory = tmp_path_factory.mktemp("nginx")
     with run_demo(directory) as demo:
         port = _free_port()
@@ -352,7 +356,10 @@ def _start(command: list[str], port: int, log: Path) -> subprocess.Popen[bytes]:
 def redis_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServers]:
     redis_server = shutil.which("redis-server")
     if redis_server is None:
-        pytest.skip("redis-server is not installed")
+        reason = "redis-server is not installed"
+        if services_required():
+            pytest.fail(f"{reason}, and ROHRPOST_REQUIRE_SERVICES is set", pytrace=False)
+        pytest.skip(reason)
     directory = tmp_path_factory.mktemp("redis")
     port, sentinel_port = _free_port(), _free_port()
     server = _start(

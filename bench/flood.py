@@ -5,12 +5,14 @@ Usage::
     python -m bench.flood                  # the full run (about a minute on 2 cores)
     python -m bench.flood --quick          # a smoke run (a few seconds)
     python -m bench.flood --json out.json  # also write the results as JSON
+    python -m bench.flood --rohrpost '{"BYTE_RATE_LIMIT": null}'  # other limits
 
 One uvicorn server process (:mod:`bench.flood_app`) serves both consumers
-with rohrpost's default limits; this process is the client. For each consumer,
+with rohrpost's default limits (or the ``ROHRPOST`` setting ``--rohrpost``
+gives it); this process is the client. For each consumer,
 ``--pingers`` well-behaved clients each send a ping every ``--interval``
 seconds (half the default rate limit at 20 ms), wait for its pong and record
-the round trip, through three phases:
+the round trip, through four phases:
 
 1. **baseline**: ``--rounds`` round trips per pinger, nobody else connected.
 2. **flooded**: the same again while one more client sends pings as fast as
@@ -26,14 +28,25 @@ the round trip, through three phases:
    data is a 250 KB string of ``[``) and times the answer: the expected error
    reply (or pong), or a documented close code. An answered connection must
    still answer a ping.
+4. **dense frames** (issue 9): ``--rounds`` round trips per pinger again while
+   one more client (:mod:`bench.dense_client`, a process of its own at the
+   flooder's niceness) sends bracket-dense frames just under 256 KiB over one
+   connection at a fifth of the frame rate limit (20 a second): a ping whose
+   data is ``[[],[],...]``, a bare ``[[],[],...]`` and a ping whose data nests
+   33 levels deep thousands of times. Every answer is checked (``pong``,
+   ``not_an_object``, ``too_deep``, or ``rate_limited`` once the byte budget
+   is spent).
 
-Targets (from issue 4, in :mod:`bench.flood_targets`): the pingers' p99 under
-the flood at most ``TARGET_P99_RATIO`` times the baseline's, the server's RSS
-growing less than ``TARGET_RSS_GROWTH_MB``, every bomb answered within
-``TARGET_BOMB_MS``. A missed target is reported as MISSED (:mod:`bench.flood_report`
-prints the tables); the exit code is 1 only when an answer was wrong (a pinger
-without its pong, a bomb with the wrong error, a flood never closed with 4029),
-else 0.
+The server's CPU time in every phase is read from ``/proc/<pid>/stat``.
+
+Targets (from issues 4 and 9, in :mod:`bench.flood_targets`): the pingers'
+p99 in every phase at most ``TARGET_P99_RATIO`` times the baseline's, the
+server's RSS growing less than ``TARGET_RSS_GROWTH_MB`` under the flood, every
+bomb answered within ``TARGET_BOMB_MS``. A missed target is reported as
+MISSED (:mod:`bench.flood_report` prints the tables); the exit code is 1 only
+when an answer was wrong (a pinger without its pong, a bomb with the wrong
+error, a flood never closed with 4029, a dense frame answered wrongly or not at
+all), else 0.
 """
 
 from __future__ import annotations
@@ -53,11 +66,18 @@ from pathlib import Path
 from typing import Any
 
 from bench.__main__ import free_port, stop_server
+from bench.dense_client import dense_misbehaviour
 from bench.flood_bombs import BOMBS, HEAVY_FRAMES, Bomb, bomb_summary, detonate
 from bench.flood_client import IO_SECONDS, WrongAnswer
 from bench.flood_pingers import Pingers, RoundTrip, latency_summary, worst_overlapping
 from bench.flood_report import print_report
-from bench.flood_server import sample_peak_rss, server_memory, start_server, wait_until_ready
+from bench.flood_server import (
+    ServerCpu,
+    sample_peak_rss,
+    server_memory,
+    start_server,
+    wait_until_ready,
+)
 from bench.flood_targets import PHASES, TARGET_P99_RATIO, TARGET_RSS_GROWTH_MB
 from bench.flooder import Flooder
 from rohrpost.limits import CLOSE_FLOODING
@@ -68,7 +88,7 @@ CONSUMER_PATHS = {"async": "/async", "sync": "/sync"}
 #: Pause between two bombs, so that the bomb phase lasts long enough to measure the pingers.
 BOMB_GAP_SECONDS = 0.1
 #: What the report says about the server, from its ``GET /rss``.
-SERVER_FACTS = ("codec", "uvicorn", "loop", "ws", "gc_frozen_objects")
+SERVER_FACTS = ("codec", "uvicorn", "loop", "ws", "gc_frozen_objects", "rate_limits")
 
 
 @dataclass(frozen=True)
@@ -87,6 +107,8 @@ class FloodConfig:
     flooder_nice: int = 19
     #: Have the server call ``gc.freeze()`` after start-up (see bench/README.md).
     gc_freeze: bool = False
+    #: The server's ``ROHRPOST`` setting; ``None``: none, rohrpost's defaults.
+    rohrpost: dict[str, Any] | None = None
 
 
 QUICK = FloodConfig(rounds=50, warm_up_rounds=5, bomb_repeats=1)
@@ -123,6 +145,25 @@ async def flooded_phase(port: int, url: str, pingers: Pingers, config: FloodConf
     return latencies, stats, memory
 
 
+async def dense_phase(
+    url: str, pingers: Pingers, config: FloodConfig
+) -> tuple[list[RoundTrip], dict[str, Any]]:
+    """``config.rounds`` round trips per pinger while the dense client sends; return both sides."""
+    sender = Flooder(
+        url,
+        2 * config.rounds * config.interval + 30,
+        config.flooder_nice,
+        module="bench.dense_client",
+    )
+    try:
+        await sender.start()
+        latencies = await pingers.run(config.rounds)
+        stats = await sender.stop()
+    finally:
+        await sender.kill()
+    return latencies, stats
+
+
 async def bombs_phase(
     url: str, pingers: Pingers, bombs: Sequence[Bomb], repeats: int
 ) -> tuple[list[RoundTrip], list[dict[str, Any]]]:
@@ -146,28 +187,30 @@ async def bombs_phase(
     return round_trips, results
 
 
-async def measure_path(port: int, name: str, config: FloodConfig) -> dict[str, Any]:
-    """All three phases on one consumer path; a wrong answer ends it with a failure."""
+async def measure_path(port: int, pid: int, name: str, config: FloodConfig) -> dict[str, Any]:
+    """All the phases on one consumer path; a wrong answer ends it with a failure."""
     url = f"ws://127.0.0.1:{port}{CONSUMER_PATHS[name]}"
     result: dict[str, Any] = {"failure": None}
     pingers = Pingers(config.interval)
     try:
         await pingers.open(url, config.pingers)
         await pingers.run(config.warm_up_rounds)
-        baseline = latency_summary(await pingers.run(config.rounds))
+        cpu = ServerCpu(pid)
+        baseline = latency_summary(await pingers.run(config.rounds)) | cpu.lap()
         result["baseline"] = baseline
         latencies, result["flood"], result["memory"] = await flooded_phase(
             port, url, pingers, config
         )
-        result["flooded"] = latency_summary(latencies)
+        result["flooded"] = latency_summary(latencies) | cpu.lap()
         flood_problems = flood_misbehaviour(result["flood"])
         if flood_problems:
             raise WrongAnswer("; ".join(flood_problems))
         result["bomb_results"] = []
         result["bombs"] = {}
         for phase, bombs in (("during_bombs", BOMBS), ("during_heavy_frames", HEAVY_FRAMES)):
+            cpu.restart()
             round_trips, results = await bombs_phase(url, pingers, bombs, config.bomb_repeats)
-            result[phase] = latency_summary(round_trips)
+            result[phase] = latency_summary(round_trips) | cpu.lap()
             # Not a target: bombs are large frames, so the allocator's high-water mark rises.
             result["memory"][f"rss_after_{phase}_bytes"] = (await server_memory(port))["rss_bytes"]
             result["bomb_results"] += results
@@ -175,6 +218,12 @@ async def measure_path(port: int, name: str, config: FloodConfig) -> dict[str, A
         wrong = [name for name, bomb in result["bombs"].items() if not bomb["correct"]]
         if wrong:
             raise WrongAnswer(f"wrong answer to {', '.join(wrong)}")
+        cpu.restart()
+        latencies, result["dense"] = await dense_phase(url, pingers, config)
+        result["dense_frames"] = latency_summary(latencies) | cpu.lap()
+        dense_problems = dense_misbehaviour(result["dense"])
+        if dense_problems:
+            raise WrongAnswer("; ".join(dense_problems))
         for phase in PHASES[1:]:
             ratio = result[phase]["p99_ms"] / baseline["p99_ms"]
             result[phase] |= {"p99_ratio": ratio, "met": ratio <= TARGET_P99_RATIO}
@@ -209,7 +258,7 @@ async def run(port: int, server: subprocess.Popen[bytes], config: FloodConfig) -
     started = time.perf_counter()
     paths = {}
     for name in config.paths:
-        paths[name] = await measure_path(port, name, config)
+        paths[name] = await measure_path(port, server.pid, name, config)
         if server.poll() is not None:
             raise RuntimeError(f"the server exited with code {server.returncode}")
     return {
@@ -224,7 +273,7 @@ async def run(port: int, server: subprocess.Popen[bytes], config: FloodConfig) -
 def measure(config: FloodConfig = QUICK) -> dict[str, Any]:
     """Start a server, run every phase on every path of ``config``, stop the server."""
     port = free_port()
-    server = start_server(port, gc_freeze=config.gc_freeze)
+    server = start_server(port, gc_freeze=config.gc_freeze, rohrpost=config.rohrpost)
     try:
         return asyncio.run(run(port, server, config))
     finally:
@@ -256,6 +305,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--gc-freeze", action="store_true", help="the server calls gc.freeze() after start-up"
     )
+    parser.add_argument(
+        "--rohrpost",
+        type=json.loads,
+        metavar="JSON",
+        help="the server's ROHRPOST setting, e.g. '{\"BYTE_RATE_LIMIT\": null}' (default: none)",
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON")
     return parser.parse_args(argv)
 
@@ -270,8 +325,11 @@ def config_from(args: argparse.Namespace) -> FloodConfig:
         "paths": None if args.only is None else tuple(args.only),
         "flooder_nice": args.flooder_nice,
         "gc_freeze": args.gc_freeze or None,
+        "rohrpost": args.rohrpost,
     }
     config = replace(config, **{key: value for key, value in changes.items() if value is not None})
+    if config.rohrpost is not None and not isinstance(config.rohrpost, dict):
+        raise SystemExit("--rohrpost must be a JSON object")
     if min(config.pingers, config.rounds, config.bomb_repeats) < 1 or config.interval <= 0:
         raise SystemExit(
             "--pingers, --rounds and --bomb-repeats must be at least 1, --interval > 0"

@@ -15,4 +15,4 @@ TARGET_RSS_GROWTH_MB = 50.0
 TARGET_BOMB_MS = 100.0
 
 #: The phases' names in the report and the JSON, the baseline first.
-PHASES = ("baseline", "flooded", "during_bombs", "during_heavy_frames")
+PHASES = ("baseline", "flooded", "during_bombs", "during_heavy_frames", "dense_frames")

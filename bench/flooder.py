@@ -139,16 +139,27 @@ async def flood(url: str, max_seconds: float) -> dict[str, Any]:
 
 
 class Flooder:
-    """The flooding process, seen from the benchmark."""
+    """The flooding process, seen from the benchmark.
 
-    def __init__(self, url: str, max_seconds: float, nice: int) -> None:
+    Args:
+        url: The WebSocket URL to flood.
+        max_seconds: The process stops by itself after this long.
+        nice: Its niceness increment.
+        module: The client it runs: this module, or another one with the same
+            command line, ready line and statistics line (:mod:`bench.dense_client`).
+    """
+
+    def __init__(
+        self, url: str, max_seconds: float, nice: int, module: str = "bench.flooder"
+    ) -> None:
         self.url = url
         self.max_seconds = max_seconds
         self.nice = nice
+        self.module = module
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
-        command = [sys.executable, "-m", "bench.flooder", self.url]
+        command = [sys.executable, "-m", self.module, self.url]
         command += ["--max-seconds", str(self.max_seconds), "--nice", str(self.nice)]
         self.process = await asyncio.create_subprocess_exec(
             *command, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE
@@ -156,7 +167,7 @@ class Flooder:
         assert self.process.stdout is not None
         line = await asyncio.wait_for(self.process.stdout.readline(), SERVER_START_SECONDS)
         if line.strip() != b"flooding":
-            raise RuntimeError(f"the flooder did not start flooding: {line!r:.200}")
+            raise RuntimeError(f"{self.module} did not start flooding: {line!r:.200}")
 
     async def stop(self) -> dict[str, Any]:
         assert self.process is not None

@@ -11,15 +11,16 @@ from typing import Any
 
 import pytest
 from bench import flood
+from bench.dense_client import DENSE_FRAMES, DENSE_RATE
 
-from rohrpost import protocol
+from rohrpost import conf, protocol
 
 pytestmark = pytest.mark.e2e
 
 TINY = flood.FloodConfig(pingers=3, rounds=20, warm_up_rounds=2, bomb_repeats=1)
-PHASES = ("baseline", "flooded", "during_bombs", "during_heavy_frames")
-#: What each bomb must be answered with: its error code (or pong), never anything else.
-EXPECTED = {bomb.name: bomb.expected for bomb in flood.BOMBS + flood.HEAVY_FRAMES}
+PHASES = ("baseline", "flooded", "during_bombs", "during_heavy_frames", "dense_frames")
+#: Each bomb, by name: it accepts only its error code (or pong), never anything else.
+BOMBS = {bomb.name: bomb for bomb in flood.BOMBS + flood.HEAVY_FRAMES}
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def test_every_path_runs_every_phase_without_a_wrong_answer(tiny_run: dict[str, 
 
 def test_every_pinger_gets_every_pong_in_the_fixed_phases(tiny_run: dict[str, Any]) -> None:
     for result in tiny_run["paths"].values():
-        for phase in ("baseline", "flooded"):
+        for phase in ("baseline", "flooded", "dense_frames"):
             assert result[phase]["samples"] == TINY.pingers * TINY.rounds
 
 
@@ -62,9 +63,9 @@ def test_every_bomb_gets_its_error_reply_and_leaves_the_connection_open(
     tiny_run: dict[str, Any],
 ) -> None:
     for result in tiny_run["paths"].values():
-        assert {bomb["bomb"] for bomb in result["bomb_results"]} == set(EXPECTED)
+        assert {bomb["bomb"] for bomb in result["bomb_results"]} == set(BOMBS)
         for bomb in result["bomb_results"]:
-            assert bomb["answer"] == EXPECTED[bomb["bomb"]], bomb
+            assert BOMBS[bomb["bomb"]].accepts(bomb["answer"]), bomb
             assert bomb["open_after"] is True
             assert bomb["correct"] is True
             assert bomb["ms"] > 0
@@ -88,9 +89,66 @@ def test_the_report_prints_every_target(
 
     report = capsys.readouterr().out
     assert "FAILED" not in report
-    for name in EXPECTED:
+    for name in BOMBS:
         assert name in report
     assert report.count("(< 50 MB)") == 2
+    assert report.count("dense frames ") == 2
+    assert report.count("server CPU during the dense frames") == 2
+
+
+def test_the_dense_frames_are_what_they_claim_just_under_the_frame_limit() -> None:
+    limit = conf.DEFAULTS["MAX_FRAME_BYTES"]
+    for frame in DENSE_FRAMES:
+        text = frame.build(123)
+        assert limit - 128 < len(text.encode()) <= limit
+        answer = protocol.parse_request(text)
+        if frame.expected == "pong":
+            assert isinstance(answer, dict)
+            assert (answer["id"], answer["type"]) == (123, "ping")
+            assert len(answer["data"]) > 80_000
+            assert all(item == [] for item in answer["data"])
+        else:
+            assert isinstance(answer, protocol.FrameError)
+            assert answer.code == frame.expected
+            assert answer.request_id == (123 if frame.echoes_id else None)
+    # The deep frame is one level too deep, not more: at 33 it is valid.
+    deep = DENSE_FRAMES[2].build(1)
+    assert isinstance(protocol.parse_request(deep, limits=protocol.Limits(max_depth=33)), dict)
+
+
+def test_the_dense_client_gets_a_right_answer_to_every_frame(tiny_run: dict[str, Any]) -> None:
+    byte_limit = conf.DEFAULTS["BYTE_RATE_LIMIT"]
+    for result in tiny_run["paths"].values():
+        dense = result["dense"]
+        assert dense["connections"] == 1
+        assert dense["server_closes"] == {}
+        assert dense["abnormal_closes"] == 0
+        assert dense["wrong_replies"] == dense["unanswered"] == 0
+        # One answer per frame: the kind's own while the byte budget lasts, then refusals.
+        assert sum(dense["answers"].values()) == dense["frames_sent"]
+        assert dense["frames_by_kind"] == {
+            frame.name: len(range(i, dense["frames_sent"], 3))
+            for i, frame in enumerate(DENSE_FRAMES)
+        }
+        for frame in DENSE_FRAMES:  # the burst admits the first of each kind
+            assert dense["answers"][frame.expected] >= 1
+        # 20 frames/s of 256 KiB are 5 MiB/s: ten times the byte budget, refused beyond it.
+        assert dense["answers"].get(protocol.RATE_LIMITED, 0) > 0
+        admitted = dense["frames_sent"] - dense["answers"][protocol.RATE_LIMITED]
+        budget = byte_limit["BURST"] + byte_limit["RATE"] * dense["seconds"]
+        assert admitted * dense["bytes_sent"] / dense["frames_sent"] <= budget
+        assert dense["rate"] <= DENSE_RATE * 1.1
+
+
+def test_the_server_cpu_of_every_phase_is_read(tiny_run: dict[str, Any]) -> None:
+    for result in tiny_run["paths"].values():
+        for phase in PHASES:
+            row = result[phase]
+            assert row["seconds"] > 0
+            assert row["server_cpu_seconds"] >= 0
+            assert row["server_cpu_share"] == row["server_cpu_seconds"] / row["seconds"]
+        # Parsing 256 KiB frames is work: the server's clock (10 ms ticks) moves.
+        assert result["dense_frames"]["server_cpu_seconds"] > 0
 
 
 def test_a_wrong_error_code_fails_the_path(monkeypatch: pytest.MonkeyPatch) -> None:

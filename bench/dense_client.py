@@ -86,7 +86,7 @@ _PING_BODY = _fill("[],", "[]]}")
 _PING_ECHO = {"data": json.loads("[" + _PING_BODY.removesuffix("}"))}
 # Valid JSON, not an object: decoded in full before it can be refused.
 _ARRAY = "[" + _fill("[],", "[]]", room=1)
-# ~4,000 arrays each nested to 33 levels (object, data, 31 more): one level too
+# 4,159 arrays each nested to 33 levels (object, data, 31 more): one level too
 # deep, many times over. It opens with a shallow `[]` so that no leading run of
 # brackets gives the depth away: the depth check has to peel every level.
 _DEEP_BODY = "[]," + _fill("[" * 31 + "]" * 31 + ",", "[]]}", room=_HEAD_ROOM + 3)
@@ -101,7 +101,7 @@ DENSE_FRAMES = (
     ),
     DenseFrame("[[],[],...], not an object", lambda _: _ARRAY, protocol.NOT_AN_OBJECT, False),
     DenseFrame(
-        "ping, data 33 levels deep x 4000",
+        "ping, data 4,159 arrays 33 deep",
         lambda n: _PING_HEAD.format(n) + _DEEP_BODY,
         protocol.TOO_DEEP,
         True,

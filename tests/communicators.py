@@ -7,7 +7,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
+
+from rohrpost.hub import CONTROL_GROUP
 
 
 @asynccontextmanager
@@ -30,3 +33,9 @@ async def ask(communicator: WebsocketCommunicator, frame: dict[str, Any]) -> Any
     """Send one request object and return the decoded reply."""
     await communicator.send_to(text_data=json.dumps(frame))
     return json.loads(await communicator.receive_from(timeout=2))
+
+
+def connection_groups() -> dict[str, Any]:
+    """The default layer's groups, less the control group the process's hub is in."""
+    groups: dict[str, Any] = get_channel_layer().groups
+    return {name: members for name, members in groups.items() if name != CONTROL_GROUP}

@@ -17,7 +17,7 @@ from rohrpost import AsyncRohrpostConsumer, Forbidden, SyncRohrpostConsumer
 from rohrpost.auth import CLOSE_UNAUTHENTICATED, Authenticator, resolve_hook
 from rohrpost.control import aclose_user_connections, user_group
 from rohrpost.registry import HandlerRegistry
-from tests.communicators import ask, connect
+from tests.communicators import ask, connect, connection_groups
 
 ALICE = SimpleNamespace(pk=1, username="alice", is_authenticated=True)
 BOB = SimpleNamespace(pk=2, username="bob", is_authenticated=True)
@@ -342,7 +342,7 @@ async def test_a_refused_connection_joins_no_group(settings: Any) -> None:
     communicator = WebsocketCommunicator(AsyncRohrpostConsumer.as_asgi(), "/ws/rohrpost/")
     await communicator.connect(timeout=1)
     await communicator.receive_output(timeout=1)
-    assert get_channel_layer().groups == {}
+    assert connection_groups() == {}
     await communicator.disconnect(timeout=1)
 
 

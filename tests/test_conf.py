@@ -20,6 +20,7 @@ VALID_SETTING: dict[str, Any] = {
     "BATCH_GROUP_MESSAGES": True,
     "PUBLISH_WINDOW": 0.5,
     "MAX_IN_FLIGHT": 8,
+    "SEND_QUEUE_LIMIT": 65536,
     "AUTHENTICATE": "tests.test_auth.user_for_token",
     "REQUIRE_AUTHENTICATION": True,
 }
@@ -36,6 +37,7 @@ def test_defaults_are_the_documented_values() -> None:
         "BATCH_GROUP_MESSAGES": False,
         "PUBLISH_WINDOW": 0.02,
         "MAX_IN_FLIGHT": 1,
+        "SEND_QUEUE_LIMIT": 1048576,
         "AUTHENTICATE": None,
         "REQUIRE_AUTHENTICATION": False,
     }
@@ -143,7 +145,8 @@ def test_an_unknown_key_is_a_problem_that_lists_the_known_keys() -> None:
     assert conf.problems({"MAX_FRAME_SIZE": 10}) == [
         "ROHRPOST has an unknown key 'MAX_FRAME_SIZE'; the keys are: AUTHENTICATE, "
         "BATCH_GROUP_MESSAGES, BYTE_RATE_LIMIT, FLOOD_CLOSE_AFTER, FLOOD_COOLDOWN, MAX_DEPTH, "
-        "MAX_FRAME_BYTES, MAX_IN_FLIGHT, PUBLISH_WINDOW, RATE_LIMIT, REQUIRE_AUTHENTICATION."
+        "MAX_FRAME_BYTES, MAX_IN_FLIGHT, PUBLISH_WINDOW, RATE_LIMIT, REQUIRE_AUTHENTICATION, "
+        "SEND_QUEUE_LIMIT."
     ]
 
 

@@ -25,7 +25,7 @@ from rohrpost.control import (
 )
 from rohrpost.message import asend_to_group
 from rohrpost.registry import HandlerRegistry
-from tests.communicators import connect
+from tests.communicators import connect, connection_groups
 
 ALICE = SimpleNamespace(pk=1, is_authenticated=True)
 BOB = SimpleNamespace(pk=2, is_authenticated=True)
@@ -63,7 +63,7 @@ async def test_an_anonymous_connection_is_in_no_user_group(consumer_class: type[
     async with connect(consumer_class, user=ANONYMOUS) as client:
         await client.send_to(text_data='{"id": 1, "type": "ping"}')
         await client.receive_from(timeout=1)
-        assert get_channel_layer().groups == {}
+        assert connection_groups() == {}
 
 
 def test_user_group_accepts_a_user_or_a_primary_key() -> None:

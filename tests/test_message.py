@@ -31,6 +31,7 @@ from rohrpost.message import (
     send_to_group,
 )
 from rohrpost.tests import Consumer
+from tests.communicators import connection_groups
 
 
 @pytest.fixture(autouse=True)
@@ -319,6 +320,7 @@ def test_send_to_group_from_plain_sync_code_without_a_loop() -> None:
     assert async_to_sync(_receive)(channel) == {
         "type": "rohrpost.message",
         "message": '{"id":1,"type":"said","data":"hi"}',
+        "group": "g",
     }
 
 
@@ -326,7 +328,7 @@ async def test_asend_to_group_reaches_every_member_with_the_same_text() -> None:
     first, second = await _member_of("g"), await _member_of("g")
     outsider = await get_channel_layer().new_channel()
     await asend_to_group("g", {"id": 1, "type": "said"})
-    expected = {"type": "rohrpost.message", "message": '{"id":1,"type":"said"}'}
+    expected = {"type": "rohrpost.message", "message": '{"id":1,"type":"said"}', "group": "g"}
     assert await _receive(first) == expected
     assert await _receive(second) == expected
     assert outsider not in get_channel_layer().channels
@@ -339,6 +341,7 @@ async def test_send_to_group_from_a_worker_thread_while_a_loop_runs() -> None:
     assert await _receive(channel) == {
         "type": "rohrpost.message",
         "message": '{"id":2,"type":"said"}',
+        "group": "g",
     }
 
 
@@ -351,6 +354,7 @@ async def test_send_to_group_on_the_event_loop_thread_schedules_the_send() -> No
     assert await _receive(channel) == {
         "type": "rohrpost.message",
         "message": '{"id":3,"type":"said"}',
+        "group": "g",
     }
     await asyncio.wait(scheduled, timeout=1)
     await asyncio.sleep(0)
@@ -376,7 +380,7 @@ async def test_send_to_group_uses_the_named_layer(settings: Any) -> None:
         '{"id":1,"type":"x"}',
         '{"id":2,"type":"x"}',
     ]
-    assert get_channel_layer().groups == {}
+    assert connection_groups() == {}
 
 
 def test_send_to_group_without_a_channel_layer_raises_runtime_error(

@@ -204,9 +204,9 @@ async def test_by_default_every_frame_is_its_own_message_event_as_in_4x(
     publisher.submit_many([("default", "g", "1"), ("default", "h", "x"), ("default", "g", "2")])
     await publisher.aflush()
     assert sorted(sends, key=lambda send: send[0]) == [
-        ("g", {"type": GROUP_EVENT_TYPE, "message": "1"}),
-        ("g", {"type": GROUP_EVENT_TYPE, "message": "2"}),
-        ("h", {"type": GROUP_EVENT_TYPE, "message": "x"}),
+        ("g", {"type": GROUP_EVENT_TYPE, "message": "1", "group": "g"}),
+        ("g", {"type": GROUP_EVENT_TYPE, "message": "2", "group": "g"}),
+        ("h", {"type": GROUP_EVENT_TYPE, "message": "x", "group": "h"}),
     ]
     assert all("messages" not in event for _, event in sends)
     assert texts(await listener.aevents()) == ["1", "2", "x"]
@@ -220,8 +220,8 @@ async def test_batching_on_sends_many_frames_for_one_group_as_one_event(
     publisher.submit_many([("default", "g", "1"), ("default", "h", "x"), ("default", "g", "2")])
     await publisher.aflush()
     assert sends == [
-        ("g", {"type": GROUP_EVENT_TYPE, "messages": ["1", "2"]}),
-        ("h", {"type": GROUP_EVENT_TYPE, "message": "x"}),
+        ("g", {"type": GROUP_EVENT_TYPE, "messages": ["1", "2"], "group": "g"}),
+        ("h", {"type": GROUP_EVENT_TYPE, "message": "x", "group": "h"}),
     ]
     assert texts(await listener.aevents()) == ["1", "2", "x"]
 
@@ -234,9 +234,9 @@ async def test_more_frames_than_max_frames_per_event_are_split(
     publisher.submit("g", [str(n) for n in range(7)])
     await publisher.aflush()
     assert [event for _, event in sends] == [
-        {"type": GROUP_EVENT_TYPE, "messages": ["0", "1", "2"]},
-        {"type": GROUP_EVENT_TYPE, "messages": ["3", "4", "5"]},
-        {"type": GROUP_EVENT_TYPE, "message": "6"},
+        {"type": GROUP_EVENT_TYPE, "messages": ["0", "1", "2"], "group": "g"},
+        {"type": GROUP_EVENT_TYPE, "messages": ["3", "4", "5"], "group": "g"},
+        {"type": GROUP_EVENT_TYPE, "message": "6", "group": "g"},
     ]
 
 
@@ -247,7 +247,7 @@ async def test_batching_off_explicitly_sends_one_message_event_per_frame(
     publisher.submit("g", ["1", "2", "3"])
     await publisher.aflush()
     assert [event for _, event in sends] == [
-        {"type": GROUP_EVENT_TYPE, "message": text} for text in ("1", "2", "3")
+        {"type": GROUP_EVENT_TYPE, "message": text, "group": "g"} for text in ("1", "2", "3")
     ]
 
 

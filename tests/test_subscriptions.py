@@ -12,10 +12,11 @@ from channels.testing import WebsocketCommunicator
 
 from rohrpost import AsyncRohrpostConsumer, SyncRohrpostConsumer
 from rohrpost.handlers import handle_ping
+from rohrpost.hub import CONTROL_GROUP
 from rohrpost.message import asend_to_group
 from rohrpost.registry import HandlerRegistry
 from rohrpost.subscriptions import Subscriptions
-from tests.communicators import ask, connect
+from tests.communicators import ask, connect, connection_groups
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -128,7 +129,7 @@ async def test_refused_subscriptions_answer_an_error_and_join_nothing(
         assert reply["code"] == code
         assert reply["id"] == 2
         assert "data" not in reply or reply["data"] is None
-        assert get_channel_layer().groups == {}
+        assert connection_groups() == {}
         await ask(client, {"id": 3, "type": "ping"})  # still open
 
 
@@ -181,7 +182,7 @@ async def test_disconnect_removes_every_membership(consumer_class: type[Any]) ->
                 client, {"id": 1, "type": "subscribe", "data": {"type": "room", "name": name}}
             )
         assert all(len(members(name)) == 1 for name in ("one", "two", "three"))
-    assert get_channel_layer().groups == {}
+    assert connection_groups() == {}
 
 
 async def test_no_member_is_left_behind_in_redis_after_many_connections(
@@ -204,6 +205,8 @@ async def test_no_member_is_left_behind_in_redis_after_many_connections(
         connection = layer.connection(0)
         for name in range(5):
             assert await connection.zcard(layer._group_key(f"cycle-{name}")) == 0
+        # One membership stays: the process's hub, in its control group.
+        assert await connection.zcard(layer._group_key(CONTROL_GROUP)) == 1
     finally:
         await layer.flush()
         await layer.close_pools()

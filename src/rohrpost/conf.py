@@ -12,17 +12,18 @@ Every key is optional::
         "BATCH_GROUP_MESSAGES": False,      # True: pushes share events (all consumers rohrpost's)
         "PUBLISH_WINDOW": 0.02,             # seconds between change-feed sends under load
         "MAX_IN_FLIGHT": 1,                 # handlers one connection may run at once
+        "SEND_QUEUE_LIMIT": 1048576,        # bytes waiting for a client: over it, close 4008
         "AUTHENTICATE": None,               # token hook: "myapp.auth.user_for_token"
         "REQUIRE_AUTHENTICATION": False,    # True: anonymous clients are refused
     }
 
 ``"RATE_LIMIT": None`` and ``"BYTE_RATE_LIMIT": None`` turn rate limiting off. ``AUTHENTICATE`` and
 ``REQUIRE_AUTHENTICATION`` are explained in :mod:`rohrpost.auth`,
-``MAX_IN_FLIGHT`` in :class:`rohrpost.AsyncRohrpostConsumer`. The values are checked by
-Django's system checks (``manage.py check``) when ``"rohrpost"`` is in
-``INSTALLED_APPS``, and, since ASGI servers run none, once when a process
-opens its first connection (:mod:`rohrpost.startup`); :func:`problems` lists
-what is wrong.
+``MAX_IN_FLIGHT`` in :class:`rohrpost.AsyncRohrpostConsumer`, ``SEND_QUEUE_LIMIT``
+in :mod:`rohrpost.outbox`. The values are checked by Django's system checks
+(``manage.py check``) when ``"rohrpost"`` is in ``INSTALLED_APPS``, and, since
+ASGI servers run none, once when a process opens its first connection
+(:mod:`rohrpost.startup`); :func:`problems` lists what is wrong.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "BATCH_GROUP_MESSAGES": False,
     "PUBLISH_WINDOW": 0.02,
     "MAX_IN_FLIGHT": 1,
+    "SEND_QUEUE_LIMIT": 1024 * 1024,
     "AUTHENTICATE": None,
     "REQUIRE_AUTHENTICATION": False,
 }
@@ -51,6 +53,9 @@ DEFAULTS: dict[str, Any] = {
 #: Highest ``MAX_IN_FLIGHT`` accepted: beyond it, one client could start
 #: thousands of handlers.
 MAX_IN_FLIGHT_BOUND = 1000
+
+#: The range of ``SEND_QUEUE_LIMIT``: 64 KiB (a few frames) to 1 GiB.
+SEND_QUEUE_LIMIT_BOUNDS = (64 * 1024, 1024**3)
 
 
 def options() -> dict[str, Any]:
@@ -137,6 +142,12 @@ def _problem(name: str, value: Any) -> str | None:
             1 <= value <= MAX_IN_FLIGHT_BOUND
         ):
             return f"must be an integer from 1 to {MAX_IN_FLIGHT_BOUND}, not {value!r}."
+    elif name == "SEND_QUEUE_LIMIT":
+        if not (isinstance(value, int) and not isinstance(value, bool)) or not (
+            SEND_QUEUE_LIMIT_BOUNDS[0] <= value <= SEND_QUEUE_LIMIT_BOUNDS[1]
+        ):
+            low, high = SEND_QUEUE_LIMIT_BOUNDS
+            return f"must be an integer from {low} to {high} (bytes), not {value!r}."
     elif name == "AUTHENTICATE":
         return _hook_problem(value)
     elif name == "REQUIRE_AUTHENTICATION" and not isinstance(value, bool):

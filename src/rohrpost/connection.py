@@ -11,16 +11,21 @@ and the handling of unknown channel-layer events.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+import sys
 from typing import Any, ClassVar
 
 from asgiref.sync import async_to_sync
 
 from rohrpost import conf, control, encoding, startup
-from rohrpost.auth import CLOSE_UNAUTHENTICATED, Authenticator
+from rohrpost.access import AccessMixin
+from rohrpost.auth import CLOSE_UNAUTHENTICATED, TOKEN_FIELD, Authenticator
 from rohrpost.dispatch import Call, prepare_call
+from rohrpost.hub import CONTROL_EVENT_TYPE
 from rohrpost.limits import CLOSE_FLOODING, COOLDOWN, Admission, FrameGate
-from rohrpost.protocol import Limits, generate_id
+from rohrpost.outbox import Outbox
+from rohrpost.protocol import Limits
 from rohrpost.registry import HANDLERS, HandlerRegistry
 
 __all__ = ["RohrpostConsumerMixin", "group_message_frames"]
@@ -28,12 +33,15 @@ __all__ = ["RohrpostConsumerMixin", "group_message_frames"]
 logger = logging.getLogger("rohrpost")
 
 
-class RohrpostConsumerMixin:
+class RohrpostConsumerMixin(AccessMixin):
     """What both consumers share: configuration, groups, limits and channel-layer events.
 
     Besides group messages, both handle rohrpost's control events
-    (:mod:`rohrpost.control`): leaving a group on the server's order, and
-    closing; an authenticated connection is in its user's private group.
+    (:mod:`rohrpost.control`, :mod:`rohrpost.access`): leaving a group on the
+    server's order, closing, re-checking subscriptions; an authenticated
+    connection is in its user's private group. Everything the connection
+    sends goes through its :class:`~rohrpost.outbox.Outbox`, so that the
+    connection never waits for a client that does not read.
     Both authenticate requests as :mod:`rohrpost.auth` describes (token hook,
     anonymous connections refused with 4001) when the settings ask for it.
 
@@ -63,15 +71,38 @@ class RohrpostConsumerMixin:
         self._rohrpost_gate = FrameGate.from_settings()
         self._rohrpost_cooldown: float = conf.get("FLOOD_COOLDOWN")
         self._rohrpost_auth = Authenticator.from_settings()
-        # The private group of the connection's user, once joined (see rohrpost.control).
-        self._rohrpost_user_group: str | None = None
-        self._rohrpost_asgi_send: Any = None
+        self._rohrpost_outgoing: Outbox | None = None
+        # Whether the connection's user came from a token (see _rohrpost_aauthenticate).
+        self._rohrpost_token_user = False
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         # Channels may wrap `send` (the sync consumer keeps only a sync wrapper);
-        # the paths on the event loop need the ASGI server's own.
-        self._rohrpost_asgi_send = send
-        await super().__call__(scope, receive, send)  # type: ignore[misc]
+        # the paths on the event loop use the outbox directly.
+        self._rohrpost_outgoing = outbox = Outbox(
+            send, conf.get("SEND_QUEUE_LIMIT"), self._rohrpost_revoke
+        )
+        self._rohrpost_task = task = asyncio.current_task()
+        # The context as the server gave it: see the revocation below.
+        context = contextvars.copy_context()
+        try:
+            await super().__call__(scope, receive, outbox)  # type: ignore[misc]
+        except asyncio.CancelledError:
+            if self._rohrpost_revoked is None:
+                raise
+            if sys.version_info >= (3, 11) and task is not None:  # pragma: no branch
+                task.uncancel()
+            # Cancelled while awaiting a worker thread, this task may hold that
+            # thread's context (asgiref copies it back), whose executor is gone
+            # by now: end the consumer in the server's clean context.
+            await context.run(asyncio.ensure_future, self._rohrpost_aend_revoked())
+        else:
+            await outbox.adrain()
+        finally:
+            self._rohrpost_hub_forget()
+
+    @property
+    def _rohrpost_asgi_send(self) -> Any:
+        return self._rohrpost_outgoing
 
     async def _rohrpost_asend(self, text: str) -> None:
         """Send a frame from the event loop (each consumer knows how)."""
@@ -89,6 +120,8 @@ class RohrpostConsumerMixin:
         run elsewhere (a worker thread, or awaited), which each consumer does
         its own way.
         """
+        if self._rohrpost_revoked is not None:
+            return []
         if not await self._rohrpost_aadmit(len(text if text is not None else binary or b"")):
             return []
         call = prepare_call(self.rohrpost_registry, text, binary, self._rohrpost_frame_limits)
@@ -116,7 +149,7 @@ class RohrpostConsumerMixin:
             return
         await self._rohrpost_asend(FrameGate.refusal)
         if admission == "close":
-            COOLDOWN.record(self.scope)  # type: ignore[attr-defined]
+            COOLDOWN.record(self.scope)
             await self._rohrpost_aclose(CLOSE_FLOODING)
             # Stop here, as if the client had gone: the frames it already
             # sent are not dispatched, and the ASGI server, no longer asked
@@ -158,14 +191,20 @@ class RohrpostConsumerMixin:
         """
         if self.channel_layer is None:
             raise startup.no_channel_layer(f"join the group {group_name!r}")
+        if self._rohrpost_revoked is not None:
+            return  # a revoked connection joins nothing
         await self.channel_layer.group_add(group_name, self.channel_name)
         self.rohrpost_groups.add(group_name)
+        self._rohrpost_expelled.discard(group_name)
+        self._rohrpost_hub_add(group_name)
 
     async def aremove_from_group(self, group_name: str) -> None:
         """Leave ``group_name``; leaving a group not joined is harmless."""
         if self.channel_layer is None:
             raise startup.no_channel_layer(f"leave the group {group_name!r}")
         self.rohrpost_groups.discard(group_name)
+        self.rohrpost_subscriptions.pop(group_name, None)
+        self._rohrpost_hub_discard(group_name)
         await self.channel_layer.group_discard(group_name, self.channel_name)
 
     def add_to_group(self, group_name: str) -> None:
@@ -177,6 +216,8 @@ class RohrpostConsumerMixin:
         async_to_sync(self.aremove_from_group)(group_name)
 
     async def _aleave_all_groups(self) -> None:
+        self._rohrpost_hub_forget()
+        self.rohrpost_subscriptions.clear()
         groups, self.rohrpost_groups = self.rohrpost_groups, set()
         if self._rohrpost_user_group is not None:
             groups.add(self._rohrpost_user_group)
@@ -186,51 +227,43 @@ class RohrpostConsumerMixin:
                 await self.channel_layer.group_discard(group_name, self.channel_name)
 
     async def _rohrpost_ajoin_user_group(self) -> None:
-        user = self.scope.get("user")  # type: ignore[attr-defined]
+        user = self.scope.get("user")
         if getattr(user, "is_authenticated", False):
             await self._rohrpost_aswitch_user_group(control.user_group(user))
-
-    async def _rohrpost_aswitch_user_group(self, group: str) -> None:
-        old, self._rohrpost_user_group = self._rohrpost_user_group, group
-        if self.channel_layer is None or old == group:
-            return
-        if old is not None:
-            await self.channel_layer.group_discard(old, self.channel_name)
-        await self.channel_layer.group_add(group, self.channel_name)
 
     async def _rohrpost_aauthenticate(self, call: Call) -> str | None:
         """Run the authentication step for a request; return the error frame if refused.
 
         A token that checks out makes its user the connection's user, and
-        moves the connection into that user's private group.
+        moves the connection into that user's private group. A token that is
+        refused on a connection whose user came from a token ends that
+        identity: the connection is anonymous from then on. Either change
+        re-checks every subscription (:mod:`rohrpost.access`).
         """
         assert self._rohrpost_auth is not None
-        scope = self.scope  # type: ignore[attr-defined]
-        user, refusal = await self._rohrpost_auth.acheck(call.request, scope)
+        user, refusal = await self._rohrpost_auth.acheck(call.request, self.scope)
         if user is not None:
-            scope["user"] = user
-            await self._rohrpost_aswitch_user_group(control.user_group(user))
+            self._rohrpost_token_user = True
+            await self._rohrpost_aset_user(user)
+        elif refusal is not None and self._rohrpost_token_user:
+            token = call.request.get(TOKEN_FIELD)
+            if isinstance(token, str) and token:
+                # Imported here: the auth models need Django's app registry ready.
+                from django.contrib.auth.models import AnonymousUser
+
+                self._rohrpost_token_user = False
+                await self._rohrpost_aset_user(AnonymousUser())
         return refusal
 
     async def _rohrpost_arefuse_anonymous(self) -> bool:
         """Close an anonymous connection when authentication is required; say if it was."""
         auth = self._rohrpost_auth
-        if auth is None or not auth.refuses_connection(self.scope):  # type: ignore[attr-defined]
+        if auth is None or not auth.refuses_connection(self.scope):
             return False
         # Accepted first: refusing the handshake would show the client no code at all.
         await self._rohrpost_asgi_send({"type": "websocket.accept"})
         await self._rohrpost_asgi_send({"type": "websocket.close", "code": CLOSE_UNAUTHENTICATED})
         return True
-
-    async def _rohrpost_leave(self, event: dict[str, Any]) -> None:
-        group = event.get("group")
-        if not isinstance(group, str):
-            logger.warning("Ignoring a rohrpost.leave event without a group: %r", event)
-            return
-        await self.aremove_from_group(group)
-        frame = {"group": group, "reason": event.get("reason")}
-        push = {"id": generate_id(), "type": control.UNSUBSCRIBED_TYPE, "data": frame}
-        await self._rohrpost_asend(encoding.dumps(push))
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Route a channel-layer event; one nobody handles is logged and dropped.
@@ -239,19 +272,26 @@ class RohrpostConsumerMixin:
         would end the connection; a stray event must not do that.
         """
         event_type = message.get("type")
-        if event_type == control.LEAVE_EVENT_TYPE:
-            await self._rohrpost_leave(message)
+        if event_type == CONTROL_EVENT_TYPE:
+            self.rohrpost_control(message)
+            return
+        if event_type == control.LEAVE_EVENT_TYPE:  # sent to a connection's channel by 5.0 betas
+            group = message.get("group")
+            if not isinstance(group, str):
+                logger.warning("Ignoring a rohrpost.leave event without a group: %r", message)
+                return
+            self._rohrpost_expel(group, message.get("reason"))
             return
         if event_type == control.CLOSE_EVENT_TYPE:
             code = message.get("code")
-            await self._rohrpost_aclose(code if isinstance(code, int) else control.CLOSE_REVOKED)
+            self._rohrpost_revoke(code if isinstance(code, int) else control.CLOSE_REVOKED)
             return
         method_name = event_type.replace(".", "_") if isinstance(event_type, str) else ""
         if method_name.startswith("_") or not callable(getattr(self, method_name, None)):
             logger.warning("Ignoring channel-layer event of unknown type %r", event_type)
             return
         if event_type == "websocket.connect":
-            if self._rohrpost_cooldown and COOLDOWN.refuses(self.scope, self._rohrpost_cooldown):  # type: ignore[attr-defined]
+            if self._rohrpost_cooldown and COOLDOWN.refuses(self.scope, self._rohrpost_cooldown):
                 # A client closed for flooding moments ago: refuse the handshake (HTTP 403).
                 await self._rohrpost_asgi_send({"type": "websocket.close"})
                 return

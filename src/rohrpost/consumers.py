@@ -99,6 +99,8 @@ class SyncRohrpostConsumer(RohrpostConsumerMixin, WebsocketConsumer):
             await self._rohrpost_asend(text)
 
     def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self._rohrpost_revoked is not None:
+            return
         admission = self._rohrpost_gate.admit(
             len(text_data if text_data is not None else bytes_data or b"")
         )
@@ -250,7 +252,13 @@ class AsyncRohrpostConsumer(RohrpostConsumerMixin, AsyncWebsocketConsumer):
 
 
 def _group_frames(consumer: Any, event: dict[str, Any]) -> list[str]:
-    """The frames of a group message; an object is encoded with the consumer's ``json_encoder``."""
+    """The frames of a group message; an object is encoded with the consumer's ``json_encoder``.
+
+    None when the message may not reach the client any more: the connection
+    was revoked, or taken out of the group it was sent to (:mod:`rohrpost.access`).
+    """
+    if not consumer._rohrpost_forwards(event):
+        return []
     encoder = consumer.json_encoder
     message = event.get("message")
     if (

@@ -18,6 +18,7 @@ forwards the text without decoding it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any, TypeAlias
 
@@ -172,21 +173,23 @@ async def asend_success(
     await asend_message(consumer, handler, message_id, None, data)
 
 
-def group_event(message: Any) -> dict[str, Any]:
+def group_event(message: Any, group: str | None = None) -> dict[str, Any]:
     """Return the channel-layer event that carries ``message`` to a group.
 
     ``message`` is encoded once here (a ``str`` is taken as already encoded).
     An object rohrpost's codec cannot encode travels as it is, as in 4.x, for
     each consumer to encode with its ``json_encoder`` (a channel layer that
-    serializes events, like Redis's, may refuse it).
+    serializes events, like Redis's, may refuse it). ``group``, the group it is
+    sent to, travels along so that a connection taken out of the group drops
+    what was already queued for it.
     """
-    if isinstance(message, str):
-        return {"type": GROUP_EVENT_TYPE, "message": message}
-    try:
-        text = encoding.dumps(message)
-    except TypeError:
-        return {"type": GROUP_EVENT_TYPE, "message": message}
-    return {"type": GROUP_EVENT_TYPE, "message": text}
+    event: dict[str, Any] = {"type": GROUP_EVENT_TYPE, "message": message}
+    if not isinstance(message, str):
+        with contextlib.suppress(TypeError):  # left as it is (see above)
+            event["message"] = encoding.dumps(message)
+    if group is not None:
+        event["group"] = group
+    return event
 
 
 async def asend_to_group(
@@ -202,7 +205,7 @@ async def asend_to_group(
     Raises:
         RuntimeError: No channel layer is configured under ``layer``.
     """
-    await agroup_send(group_name, group_event(message), layer=layer)
+    await agroup_send(group_name, group_event(message, group_name), layer=layer)
 
 
 async def agroup_send(

@@ -168,10 +168,12 @@ async def _send_batch(batch: list[Item]) -> None:
             continue
         for start in range(0, len(texts), per_event):
             chunk = texts[start : start + per_event]
+            # "group" lets a connection drop what was queued for it before it
+            # was taken out of the group (rohrpost.access).
             event: dict[str, Any] = (
-                {"type": GROUP_EVENT_TYPE, "message": chunk[0]}
+                {"type": GROUP_EVENT_TYPE, "message": chunk[0], "group": group}
                 if len(chunk) == 1
-                else {"type": GROUP_EVENT_TYPE, "messages": chunk}
+                else {"type": GROUP_EVENT_TYPE, "messages": chunk, "group": group}
             )
             try:
                 await layer.group_send(group, event)

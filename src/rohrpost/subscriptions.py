@@ -22,8 +22,18 @@ Wire format (DESIGN.md): ``{"type": "subscribe", "id": 1, "data": {"type":
 replies: ``forbidden`` (undeclared or not allowed: nothing is joined),
 ``limit`` (the connection already has ``max_per_connection`` subscriptions),
 ``invalid`` (a malformed group object, or a group name the channel layer
-would reject). Subscribing twice is harmless (one membership, one delivery);
-so is unsubscribing from a group never joined.
+would reject). Subscribing twice is harmless (one membership, one delivery),
+and checks the permission again each time: a ``subscribe`` refused for a group
+the connection is in takes it out. Unsubscribing from a group never joined is
+harmless too.
+
+A subscription is checked again, and dropped when its permission no longer
+holds (the client gets an ``unsubscribed`` push), whenever the connection's
+user changes (a token for another user, or a token no longer accepted), and
+on the server's request, from anywhere, through
+:func:`rohrpost.control.recheck_group` (the members of one group) or
+:func:`rohrpost.control.recheck_subscriptions` (every subscription of a kind),
+for example when a board is made private.
 
 Installing is opt-in, so applications that register their own ``subscribe``
 handler keep working.
@@ -31,6 +41,7 @@ handler keep working.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,7 +53,9 @@ from channels.db import database_sync_to_async
 from rohrpost.exceptions import Forbidden, RohrpostError
 from rohrpost.registry import HANDLERS, HandlerRegistry
 
-__all__ = ["LIMIT", "Subscriptions"]
+__all__ = ["LIMIT", "Subscriptions", "arecheck"]
+
+logger = logging.getLogger("rohrpost")
 
 #: Error code for a connection at its subscription cap.
 LIMIT = "limit"
@@ -59,6 +72,27 @@ Permission = Callable[[Any, dict[str, Any], dict[str, Any]], Any]
 class _Kind:
     group: Callable[[dict[str, Any]], str]
     allow: Permission
+
+    async def aallows(self, consumer: Any, data: dict[str, Any]) -> bool:
+        """Whether the connection's current user may hold this subscription."""
+        scope = consumer.scope
+        allow = self.allow
+        if iscoroutinefunction(allow):
+            return bool(await allow(scope.get("user"), scope, data))
+        return bool(await database_sync_to_async(allow)(scope.get("user"), scope, data))
+
+
+@dataclass(frozen=True)
+class _Subscription:
+    """What one subscription of a connection was made of, to check it again later."""
+
+    kind_name: str
+    kind: _Kind
+    data: dict[str, Any]
+
+
+#: The reason an ``unsubscribed`` push gives when a permission no longer holds.
+PERMISSION_REASON = "permission"
 
 
 class Subscriptions:
@@ -123,21 +157,21 @@ class Subscriptions:
     async def subscribe(self, consumer: Any, request: dict[str, Any]) -> dict[str, str]:
         """The ``subscribe`` handler."""
         kind, data, name = self._resolve(request)
-        if name in consumer.rohrpost_groups:
-            return {"group": name}
-        if len(consumer.rohrpost_groups) >= self.max_per_connection:
+        joined = name in consumer.rohrpost_groups
+        if not joined and len(consumer.rohrpost_groups) >= self.max_per_connection:
             raise RohrpostError(
                 f"At most {self.max_per_connection} subscriptions per connection.", code=LIMIT
             )
-        scope = consumer.scope
-        allow = kind.allow
-        if iscoroutinefunction(allow):
-            allowed = await allow(scope.get("user"), scope, data)
-        else:
-            allowed = await database_sync_to_async(allow)(scope.get("user"), scope, data)
-        if not allowed:
+        # Checked every time, also for a group already joined: access may have gone.
+        if not await kind.aallows(consumer, data):
+            if joined:
+                await consumer.aremove_from_group(name)
             raise Forbidden("You may not subscribe to this group.")
-        await consumer.aadd_to_group(name)
+        if not joined:
+            await consumer.aadd_to_group(name)
+        records = getattr(consumer, "rohrpost_subscriptions", None)
+        if records is not None and name in consumer.rohrpost_groups:
+            records[name] = _Subscription(data["type"], kind, data)
         return {"group": name}
 
     async def unsubscribe(self, consumer: Any, request: dict[str, Any]) -> dict[str, str]:
@@ -145,3 +179,34 @@ class Subscriptions:
         _kind, _data, name = self._resolve(request)
         await consumer.aremove_from_group(name)
         return {"group": name}
+
+
+async def arecheck(
+    consumer: Any,
+    *,
+    group: str | None = None,
+    kind: str | None = None,
+    reason: str = PERMISSION_REASON,
+) -> None:
+    """Check a connection's subscriptions again; expel it from those no longer allowed.
+
+    Args:
+        consumer: A rohrpost connection (it records its subscriptions).
+        group: Only the subscription to this group.
+        kind: Only the subscriptions of this group-object kind.
+        reason: The ``reason`` of the ``unsubscribed`` push for a dropped one.
+
+    A permission that raises counts as refused (and is logged): access is
+    kept only while it is known to hold.
+    """
+    records: dict[str, _Subscription] = consumer.rohrpost_subscriptions
+    for name, record in list(records.items()):
+        if (group is not None and name != group) or (kind is not None and record.kind_name != kind):
+            continue
+        try:
+            allowed = await record.kind.aallows(consumer, record.data)
+        except Exception:
+            logger.exception("A permission failed while re-checking the group %r", name)
+            allowed = False
+        if not allowed and records.get(name) is record:
+            await consumer._rohrpost_aexpel(name, reason)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from typing import Any
 
 import pytest
@@ -201,3 +202,24 @@ async def test_the_renewer_keeps_going_when_a_renewal_fails() -> None:
     hub_for(layer).add("room", Member("m"))
     await asyncio.sleep(0.08)
     assert layer.joins >= 3
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="Task.cancelling() is Python 3.11+")
+async def test_a_cancellation_the_layer_turns_into_an_error_still_stops_the_hub() -> None:
+    """redis-py, cancelled mid-command, may raise a connection error instead."""
+
+    class Converting(InMemoryChannelLayer):  # type: ignore[misc]
+        async def receive(self, channel: str) -> Any:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                raise ConnectionError("closed while reading") from None
+
+    hub = hub_for(Converting())
+    hub.add("room", Member("m"))
+    await settle()
+    task = hub._task
+    assert task is not None
+    task.cancel()
+    await asyncio.wait({task}, timeout=1)
+    assert task.cancelled()

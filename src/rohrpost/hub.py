@@ -140,6 +140,7 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                _raise_if_cancelling()
                 if not outage:
                     logger.warning(
                         "The channel layer failed; the hub retries until it answers",
@@ -165,7 +166,21 @@ class Hub:
                 if self.channel is not None:
                     await self._ajoin()
             except Exception:  # the receive loop reports outages
+                _raise_if_cancelling()
                 logger.debug("Renewing the hub's membership failed", exc_info=True)
+
+
+def _raise_if_cancelling() -> None:
+    """Re-raise a cancellation that a layer turned into another error.
+
+    redis-py, cancelled in the middle of a command, may raise a connection
+    error instead; the hub would retry for ever and never end (Python 3.11+
+    tells: ``Task.cancelling()``).
+    """
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    if cancelling is not None and cancelling():
+        raise asyncio.CancelledError
 
 
 def hub_for(layer: Any) -> Hub:

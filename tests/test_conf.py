@@ -13,6 +13,7 @@ from rohrpost.protocol import MAX_DEPTH_BOUND
 VALID_SETTING: dict[str, Any] = {
     "MAX_FRAME_BYTES": 1024,
     "MAX_DEPTH": 8,
+    "MAX_CONTAINERS": 500,
     "RATE_LIMIT": {"RATE": 5, "BURST": 10},
     "BYTE_RATE_LIMIT": {"RATE": 4096, "BURST": 65536},
     "FLOOD_CLOSE_AFTER": 3,
@@ -30,6 +31,7 @@ def test_defaults_are_the_documented_values() -> None:
     assert conf.DEFAULTS == {
         "MAX_FRAME_BYTES": 262144,
         "MAX_DEPTH": 32,
+        "MAX_CONTAINERS": 10000,
         "RATE_LIMIT": {"RATE": 100.0, "BURST": 200},
         "BYTE_RATE_LIMIT": {"RATE": 524288, "BURST": 1048576},
         "FLOOD_CLOSE_AFTER": 100,
@@ -101,6 +103,9 @@ def test_get_returns_none_for_a_rate_limit_turned_off(settings: Any) -> None:
     [
         ("MAX_FRAME_BYTES", 0),
         ("MAX_DEPTH", MAX_DEPTH_BOUND + 1),
+        ("MAX_CONTAINERS", 0),
+        ("MAX_CONTAINERS", 10**7 + 1),
+        ("MAX_CONTAINERS", True),
         ("RATE_LIMIT", {"RATE": 0, "BURST": 10}),
         ("FLOOD_CLOSE_AFTER", True),
         ("FLOOD_COOLDOWN", -1),
@@ -144,9 +149,9 @@ def test_a_setting_that_is_not_a_dict_is_one_problem(value: Any, type_name: str)
 def test_an_unknown_key_is_a_problem_that_lists_the_known_keys() -> None:
     assert conf.problems({"MAX_FRAME_SIZE": 10}) == [
         "ROHRPOST has an unknown key 'MAX_FRAME_SIZE'; the keys are: AUTHENTICATE, "
-        "BATCH_GROUP_MESSAGES, BYTE_RATE_LIMIT, FLOOD_CLOSE_AFTER, FLOOD_COOLDOWN, MAX_DEPTH, "
-        "MAX_FRAME_BYTES, MAX_IN_FLIGHT, PUBLISH_WINDOW, RATE_LIMIT, REQUIRE_AUTHENTICATION, "
-        "SEND_QUEUE_LIMIT."
+        "BATCH_GROUP_MESSAGES, BYTE_RATE_LIMIT, FLOOD_CLOSE_AFTER, FLOOD_COOLDOWN, "
+        "MAX_CONTAINERS, MAX_DEPTH, MAX_FRAME_BYTES, MAX_IN_FLIGHT, PUBLISH_WINDOW, RATE_LIMIT, "
+        "REQUIRE_AUTHENTICATION, SEND_QUEUE_LIMIT."
     ]
 
 

@@ -60,6 +60,7 @@ def test_every_error_code_constant_is_documented_in_error_codes() -> None:
         protocol.BINARY_FRAME,
         protocol.TOO_LARGE,
         protocol.INVALID_JSON,
+        protocol.TOO_COMPLEX,
         protocol.TOO_DEEP,
         protocol.NOT_AN_OBJECT,
         protocol.MISSING_ID,
@@ -73,7 +74,7 @@ def test_every_error_code_constant_is_documented_in_error_codes() -> None:
     }
 
     assert set(protocol.ERROR_CODES) == constants
-    assert len(constants) == 14
+    assert len(constants) == 15
     assert all(text.strip() for text in protocol.ERROR_CODES.values())
 
 
@@ -83,6 +84,7 @@ def test_error_codes_have_their_stable_wire_spelling() -> None:
         protocol.BINARY_FRAME,
         protocol.TOO_LARGE,
         protocol.INVALID_JSON,
+        protocol.TOO_COMPLEX,
         protocol.TOO_DEEP,
         protocol.NOT_AN_OBJECT,
         protocol.MISSING_ID,
@@ -97,6 +99,7 @@ def test_error_codes_have_their_stable_wire_spelling() -> None:
         "binary_frame",
         "too_large",
         "invalid_json",
+        "too_complex",
         "too_deep",
         "not_an_object",
         "missing_id",
@@ -114,8 +117,8 @@ def test_every_name_in_all_exists() -> None:
         assert hasattr(protocol, name), name
 
 
-def test_default_limits_are_256_kib_and_depth_32() -> None:
-    assert Limits() == Limits(max_frame_bytes=262144, max_depth=32)
+def test_default_limits_are_256_kib_depth_32_and_10000_containers() -> None:
+    assert Limits() == Limits(max_frame_bytes=262144, max_depth=32, max_containers=10_000)
     assert Limits() == protocol.DEFAULT_LIMITS
     assert protocol.MAX_TYPE_LENGTH == 100
 
@@ -546,7 +549,8 @@ def test_a_too_deep_frame_echoes_only_the_valid_id_and_type_that_lead_it(
 def test_nesting_is_measured_without_decoding_valid_or_not(
     brackets: str, deeper_than_3: bool
 ) -> None:
-    assert protocol._nests_deeper(brackets, 3) is deeper_than_3
+    error = protocol._structure_error(brackets, Limits(max_depth=3))
+    assert (error is not None and error.code == "too_deep") is deeper_than_3
 
 
 @given(st.recursive(st.just(1), lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner)))
@@ -559,16 +563,69 @@ def test_the_undecoded_depth_check_agrees_with_the_decoded_depth(value: Any) -> 
 
     text = json.dumps(value)
     for limit in range(1, 8):
-        assert protocol._nests_deeper(text, limit) is (depth(value) > limit)
+        error = protocol._structure_error(text, Limits(max_depth=limit))
+        assert (error is not None) is (depth(value) > limit)
 
 
-def test_a_quarter_megabyte_of_empty_arrays_is_one_level_deep_and_accepted() -> None:
-    frame = '{"id": 1, "type": "x", "data": [' + ",".join(["[]"] * 80_000) + "]}"
+def test_many_shallow_arrays_within_the_container_limit_are_accepted() -> None:
+    frame = '{"id": 1, "type": "x", "data": [' + ",".join(["[]"] * 9_998) + "]}"
 
     request = parse_request(frame)
 
     assert isinstance(request, dict)
-    assert len(request["data"]) == 80_000
+    assert len(request["data"]) == 9_998
+
+
+def test_more_arrays_and_objects_than_the_limit_are_refused_undecoded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A quarter megabyte of ``[[],[],...]``: 80,000 arrays a decoder would build."""
+    decode = encoding.loads
+
+    def small_only(text: str) -> object:
+        assert len(text) < 100, "the frame was decoded"
+        return decode(text)
+
+    monkeypatch.setattr(encoding, "loads", small_only)
+    frame = '{"id": 1, "type": "x", "data": [' + ",".join(["[]", "{}"] * 40_000) + "]}"
+
+    assert parse_request(frame) == FrameError(
+        "too_complex", "The frame holds more than 10000 arrays and objects.", 1, "x"
+    )
+
+
+@pytest.mark.parametrize(
+    ("frame", "accepted"),
+    [
+        ('{"id": 1, "type": "x", "data": [[], {}, [[]]]}', True),  # 6 with the request
+        ('{"id": 1, "type": "x", "data": [[], {}, [[]], []]}', False),
+        # Brackets inside strings are not containers.
+        ('{"id": 1, "type": "x", "data": ["[[[[", "{{{{", "]]"]}', True),
+    ],
+)
+def test_the_container_limit_counts_the_request_object_and_not_strings(
+    frame: str, accepted: bool
+) -> None:
+    result = parse_request(frame, limits=Limits(max_containers=6))
+
+    assert isinstance(result, dict) is accepted
+    if not accepted:
+        assert isinstance(result, FrameError)
+        assert result.code == "too_complex"
+
+
+def test_a_deep_frame_with_many_containers_is_too_deep_when_it_opens_deep() -> None:
+    frame = "[" * 20_000 + "]" * 20_000
+
+    assert error_for(frame).code == "too_deep"
+
+
+def test_containers_are_counted_before_depth_is_measured() -> None:
+    """3,500 branches each 33 deep: refused by their count, never walked level by level."""
+    branch = "[" * 33 + "]" * 33
+    frame = '{"id": 1, "type": "x", "data": [[]' + ("," + branch) * 3_500 + "]}"
+
+    assert error_for(frame).code == "too_complex"
 
 
 @pytest.mark.parametrize(
@@ -733,6 +790,7 @@ def test_generate_id_never_returns_zero(monkeypatch: pytest.MonkeyPatch) -> None
         ({"max_frame_bytes": 0}, "max_frame_bytes must be at least 1."),
         ({"max_depth": 0}, "max_depth must be between 1 and 500."),
         ({"max_depth": 501}, "max_depth must be between 1 and 500."),
+        ({"max_containers": 0}, "max_containers must be at least 1."),
     ],
 )
 def test_limits_refuse_values_that_cannot_work(kwargs: dict[str, int], message: str) -> None:

@@ -5,6 +5,7 @@ Every key is optional::
     ROHRPOST = {
         "MAX_FRAME_BYTES": 262144,          # larger frames: error `too_large`
         "MAX_DEPTH": 32,                    # deeper nesting: error `too_deep`
+        "MAX_CONTAINERS": 10000,            # more arrays and objects: error `too_complex`
         "RATE_LIMIT": {"RATE": 100, "BURST": 200},  # frames per second per connection
         "BYTE_RATE_LIMIT": {"RATE": 524288, "BURST": 1048576},  # bytes per second, ditto
         "FLOOD_CLOSE_AFTER": 100,           # refused frames in one second: close 4029
@@ -38,6 +39,7 @@ __all__ = ["DEFAULTS", "get", "options", "problems"]
 DEFAULTS: dict[str, Any] = {
     "MAX_FRAME_BYTES": 256 * 1024,
     "MAX_DEPTH": 32,
+    "MAX_CONTAINERS": 10_000,
     "RATE_LIMIT": {"RATE": 100.0, "BURST": 200},
     "BYTE_RATE_LIMIT": {"RATE": 512 * 1024, "BURST": 1024 * 1024},
     "FLOOD_CLOSE_AFTER": 100,
@@ -53,6 +55,9 @@ DEFAULTS: dict[str, Any] = {
 #: Highest ``MAX_IN_FLIGHT`` accepted: beyond it, one client could start
 #: thousands of handlers.
 MAX_IN_FLIGHT_BOUND = 1000
+
+#: Highest ``MAX_CONTAINERS`` accepted: a frame under the size limit holds fewer anyway.
+MAX_CONTAINERS_BOUND = 10**7
 
 #: The range of ``SEND_QUEUE_LIMIT``: 64 KiB (a few frames) to 1 GiB.
 SEND_QUEUE_LIMIT_BOUNDS = (64 * 1024, 1024**3)
@@ -104,6 +109,11 @@ def _problem(name: str, value: Any) -> str | None:
     if name == "MAX_FRAME_BYTES":
         if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
             return f"must be a positive integer (bytes), not {value!r}."
+    elif name == "MAX_CONTAINERS":
+        if not (isinstance(value, int) and not isinstance(value, bool)) or not (
+            1 <= value <= MAX_CONTAINERS_BOUND
+        ):
+            return f"must be an integer from 1 to {MAX_CONTAINERS_BOUND}, not {value!r}."
     elif name == "MAX_DEPTH":
         if not (isinstance(value, int) and not isinstance(value, bool)) or not (
             1 <= value <= MAX_DEPTH_BOUND

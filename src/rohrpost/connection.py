@@ -66,7 +66,9 @@ class RohrpostConsumerMixin(AccessMixin):
         # Frames sent by an inline handler through the sync helpers; sent after it returns.
         self._rohrpost_outbox: list[str] | None = None
         self._rohrpost_frame_limits = self.rohrpost_limits or Limits(
-            max_frame_bytes=conf.get("MAX_FRAME_BYTES"), max_depth=conf.get("MAX_DEPTH")
+            max_frame_bytes=conf.get("MAX_FRAME_BYTES"),
+            max_depth=conf.get("MAX_DEPTH"),
+            max_containers=conf.get("MAX_CONTAINERS"),
         )
         self._rohrpost_gate = FrameGate.from_settings()
         self._rohrpost_cooldown: float = conf.get("FLOOD_COOLDOWN")

@@ -434,7 +434,9 @@ def test_one_bulk_operation_reaches_a_group_as_one_push_per_event_by_default(
     listener = listen("boards")
     boards = Board.objects.using(db_alias).bulk_create([Board(name=str(n)) for n in range(5)])
     events = listener.events_now()
-    assert all(set(event) == {"type", "message"} for event in events)
+    # One frame per event, as 4.x sent it; "group" names the group it went to.
+    assert all(set(event) == {"type", "message", "group"} for event in events)
+    assert {event["group"] for event in events} == {"boards"}
     assert [json.loads(event["message"])["data"]["object"] for event in events] == [
         {"id": b.pk} for b in boards
     ]

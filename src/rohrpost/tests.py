@@ -1,12 +1,14 @@
 """A stand-in consumer for unit-testing handlers without a server (the 4.x test double).
 
-from rohrpost.handlers import handle_ping
-from rohrpost.tests import Consumer
+Example::
 
-consumer = Consumer()
-handle_ping(consumer=consumer, request={"id": 1, "type": "ping"})
-assert consumer.data == [{"id": 1, "type": "pong"}]
-assert consumer.data[-1]["type"] == "pong"
+    from rohrpost.handlers import handle_ping
+    from rohrpost.tests import Consumer
+
+    consumer = Consumer()
+    handle_ping(consumer=consumer, request={"id": 1, "type": "ping"})
+    assert consumer.data == [{"id": 1, "type": "pong"}]
+    assert consumer.data[-1]["type"] == "pong"
 
 As in 4.x, ``data`` holds the sent messages decoded, and nothing is recorded
 once :meth:`Consumer.close` was called. The helpers in :mod:`rohrpost.message`

@@ -129,6 +129,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="do not run the flood benchmark (python -m bench.flood) afterwards",
     )
+    parser.add_argument(
+        "--skip-fanout",
+        action="store_true",
+        help="do not run the fan-out benchmark (python -m bench.fanout) afterwards",
+    )
     args = parser.parse_args(argv)
     if args.rounds is None:
         args.rounds = 10 if args.quick else 120
@@ -149,12 +154,15 @@ def free_port() -> int:
         return port
 
 
-def start_server(port: int) -> subprocess.Popen[bytes]:
+def start_server(
+    port: int, app: str = "bench.app:application", env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``uvicorn app`` on 127.0.0.1:``port``, one worker; ``env`` adds variables."""
     command = [
         sys.executable,
         "-m",
         "uvicorn",
-        "bench.app:application",
+        app,
         "--app-dir",
         str(REPO_ROOT),
         "--host",
@@ -168,7 +176,7 @@ def start_server(port: int) -> subprocess.Popen[bytes]:
         "--log-level",
         "warning",
     ]
-    return subprocess.Popen(command, cwd=REPO_ROOT)
+    return subprocess.Popen(command, cwd=REPO_ROOT, env=os.environ | (env or {}))
 
 
 def stop_server(server: subprocess.Popen[bytes]) -> None:
@@ -493,6 +501,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print()
         code = flood.main(["--quick"] if args.quick else []) or code
+    if not args.skip_fanout:
+        from bench import fanout
+
+        print()
+        code = fanout.main(["--quick"] if args.quick else []) or code
     return code
 
 

@@ -23,19 +23,19 @@ HttpApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
 
 def configure(**overrides: Any) -> None:
-    """Configure and set up Django for a benchmark server; ``overrides`` add settings."""
-    settings.configure(
-        DEBUG=False,
-        SECRET_KEY="rohrpost-bench-not-secret",  # noqa: S106 - a local benchmark server
-        ALLOWED_HOSTS=["127.0.0.1", "localhost"],
-        INSTALLED_APPS=["channels", "rohrpost"],
-        DATABASES={},
+    """Configure and set up Django for a benchmark server; ``overrides`` add or replace settings."""
+    defaults: dict[str, Any] = {
+        "DEBUG": False,
+        "SECRET_KEY": "rohrpost-bench-not-secret",
+        "ALLOWED_HOSTS": ["127.0.0.1", "localhost"],
+        "INSTALLED_APPS": ["channels", "rohrpost"],
+        "DATABASES": {},
         # Every connection gets a channel, as in a deployment with groups.
-        CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}},
-        USE_TZ=True,
-        LOGGING_CONFIG=None,
-        **overrides,
-    )
+        "CHANNEL_LAYERS": {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}},
+        "USE_TZ": True,
+        "LOGGING_CONFIG": None,
+    }
+    settings.configure(**(defaults | overrides))
     django.setup()
 
 

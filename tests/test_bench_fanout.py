@@ -1,0 +1,125 @@
+"""Smoke test of the fan-out benchmark (``python -m bench.fanout``) in a tiny configuration.
+
+It starts the real uvicorn servers, subscriber processes, a redis-server of
+its own and the sender process, so it proves that the benchmark runs on both
+layers, that every push is checked and that the report and the plot are
+made; it asserts nothing about timing (the targets are for a full run).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bench import fanout, fanout_procs, fanout_report
+
+from tests.services import services_required
+
+pytestmark = pytest.mark.e2e
+
+SUBSCRIBERS, BROADCASTS, ROUNDS = 20, 10, 2
+TINY = [
+    "--quick",
+    *("--subscribers", str(SUBSCRIBERS), "--sweep", "8", "--sweep", str(SUBSCRIBERS)),
+    *("--broadcasts", str(BROADCASTS), "--min-broadcasts", "5", "--rounds", str(ROUNDS)),
+    *("--idle-connections", "40"),
+]
+
+
+@pytest.fixture(scope="module")
+def redis_server_binary() -> None:
+    if shutil.which("redis-server") is None:
+        if services_required():
+            pytest.fail("redis-server is not installed", pytrace=False)
+        pytest.skip("redis-server is not installed")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(redis_server_binary: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    plot = tmp_path_factory.mktemp("fanout") / "fanout.png"
+    return fanout.measure(fanout.parse_args([*TINY, "--plot", str(plot)]))
+
+
+def runs_by_key(data: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
+    return {(run["layer"], run["subscribers"]): run for run in data["runs"]}
+
+
+def test_every_contender_delivers_every_push_on_both_layers(tiny_run: dict[str, Any]) -> None:
+    runs = runs_by_key(tiny_run)
+    assert set(runs) == {("memory", 8), ("memory", SUBSCRIBERS), ("redis", SUBSCRIBERS)}
+    for run in runs.values():
+        assert set(run["contenders"]) == set(fanout.CONTENDERS)
+        for name, result in run["contenders"].items():
+            assert result["failure"] is None, f"{run['layer']} {name}: {result['failure']}"
+            assert len(result["samples"]) == ROUNDS
+            for sample in result["samples"]:
+                assert sample["deliveries"] == run["subscribers"] * run["broadcasts"]
+                assert sample["server_us"] > 0
+                assert sample["deliveries_per_second"] > 0
+
+
+def test_redis_counts_redis_and_the_sender_beside_the_servers(tiny_run: dict[str, Any]) -> None:
+    run = runs_by_key(tiny_run)[("redis", SUBSCRIBERS)]
+    for name, result in run["contenders"].items():
+        for sample in result["samples"]:
+            assert sample["sender_us"] > 0, name
+            assert sample["total_us"] == pytest.approx(sample["server_us"] + sample["redis_us"])
+    # channels_redis does its group_send in Redis (a Lua script per send): Redis works.
+    channels = run["contenders"]["ChannelsAsyncJson"]["samples"]
+    assert sum(sample["redis_us"] for sample in channels) > 0
+
+
+def test_each_rohrpost_contender_has_its_targets_judged(tiny_run: dict[str, Any]) -> None:
+    for run in tiny_run["runs"]:
+        for name in fanout.ROHRPOST:
+            floor = run["ratios"][f"{name}/BareASGI total_us"]
+            rate = run["ratios"][f"{name}/ChannelsAsyncJson deliveries_per_second"]
+            assert floor["target"] == fanout.TARGET_FLOOR_RATIO
+            assert rate["target"] == fanout.TARGET_RATE_RATIO
+            assert floor["met"] == (floor["ratio_of_medians"] <= floor["target"])
+            assert rate["met"] == (rate["ratio_of_medians"] >= rate["target"])
+
+
+def test_idle_memory_is_measured_on_a_fresh_server_per_contender(
+    tiny_run: dict[str, Any],
+) -> None:
+    idle = tiny_run["idle_memory"]
+    assert set(idle) == {"BareASGI", "ChannelsAsyncJson", "AsyncRohrpost"}
+    for name, result in idle.items():
+        assert result["failure"] is None, f"{name}: {result['failure']}"
+        assert result["connections"] == 40
+        assert result["rss_before_bytes"] > 10 * 2**20  # a Django process: tens of MB
+        assert result["bytes_per_connection"] > 0
+    assert isinstance(idle["AsyncRohrpost"]["met"], bool)
+
+
+def test_the_plot_is_a_png(tiny_run: dict[str, Any]) -> None:
+    plot = Path(tiny_run["config"]["plot"])
+    assert plot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_the_report_prints_every_table(
+    tiny_run: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    fanout_report.print_report(tiny_run)
+
+    report = capsys.readouterr().out
+    assert "FAILED" not in report
+    assert report.count("layer memory:") == 2
+    assert report.count("layer redis:") == 1
+    assert "idle memory: 40 connections" in report
+    assert "AsyncRohrpost/BareASGI CPU/delivery" in report
+
+
+def test_a_wrong_push_fails_the_contender(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The subscribers compare every push with what they are told to expect.
+    monkeypatch.setattr(fanout_procs, "PAYLOAD", {"type": "something else"})
+    args = fanout.parse_args(["--quick", "--only", "BareASGI", "--rounds", "1"])
+
+    run = fanout.measure_layer("memory", 3, args)
+
+    failure = run["contenders"]["BareASGI"]["failure"]
+    assert failure is not None
+    assert "wrong push" in failure

@@ -155,9 +155,16 @@ def free_port() -> int:
 
 
 def start_server(
-    port: int, app: str = "bench.app:application", env: dict[str, str] | None = None
+    port: int,
+    app: str = "bench.app:application",
+    env: dict[str, str] | None = None,
+    log: Any = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``uvicorn app`` on 127.0.0.1:``port``, one worker; ``env`` adds variables."""
+    """Start ``uvicorn app`` on 127.0.0.1:``port``, one worker.
+
+    ``env`` adds environment variables; ``log`` (a file) takes the server's
+    stderr instead of the terminal.
+    """
     command = [
         sys.executable,
         "-m",
@@ -176,7 +183,7 @@ def start_server(
         "--log-level",
         "warning",
     ]
-    return subprocess.Popen(command, cwd=REPO_ROOT, env=os.environ | (env or {}))
+    return subprocess.Popen(command, cwd=REPO_ROOT, env=os.environ | (env or {}), stderr=log)
 
 
 def stop_server(server: subprocess.Popen[bytes]) -> None:

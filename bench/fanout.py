@@ -26,12 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import signal
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from bench.fanout_procs import (
     LinePipe,
@@ -39,6 +41,7 @@ from bench.fanout_procs import (
     cpu_seconds,
     fanout_server,
     http_get,
+    logged_errors,
     proc_cpu_seconds,
     stop_servers,
     subscribers,
@@ -90,6 +93,8 @@ class Contender:
     info: dict[str, Any] = field(default_factory=dict)
     #: Servers that did not exit within 10 s of SIGINT (reported: a shutdown that hangs).
     killed: int = 0
+    #: The servers' stderr: exceptions they log are counted into the report.
+    log: IO[bytes] = field(default_factory=tempfile.TemporaryFile)
 
     @property
     def key(self) -> str:
@@ -98,7 +103,7 @@ class Contender:
     def launch(self, redis_url: str | None) -> None:
         """Start the servers (all contenders' start at once: Django takes seconds to load)."""
         for _ in range(SERVERS["redis" if redis_url else "memory"]):
-            self.servers.append(fanout_server(self.key, redis_url))
+            self.servers.append(fanout_server(self.key, redis_url, self.log))
 
     def connect(self, count: int, timeout: float) -> None:
         """Wait for the servers, then open and join the subscribers."""
@@ -222,6 +227,12 @@ def measure_layer(layer: str, subscribers: int, args: argparse.Namespace) -> dic
             sender.close()
         if redis is not None:
             redis.stop()
+    server_errors = {}
+    for contender in contenders:
+        errors = logged_errors(contender.log)
+        contender.log.close()
+        if errors:
+            server_errors[contender.name] = errors
     return {
         "layer": layer,
         "subscribers": subscribers,
@@ -229,6 +240,7 @@ def measure_layer(layer: str, subscribers: int, args: argparse.Namespace) -> dic
         "server": next((c.info for c in contenders if c.info), {}),
         "servers_killed_at_shutdown": killed + sum(c.killed for c in contenders),
         "contenders": {c.name: summary(c) for c in contenders},
+        "server_errors": server_errors,
         "ratios": ratios(contenders),
     }
 
@@ -346,6 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bench import fanout_report
 
     args = parse_args(argv)
+    # A SIGTERM (a timeout, a CI cancel) unwinds like Ctrl-C: every server is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     data = measure(args)
     fanout_report.print_report(data)
     if args.json is not None:
@@ -356,7 +370,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, result in run["contenders"].items()
         if result["failure"] is not None
     ]
-    failed += [name for name, result in (data["idle_memory"] or {}).items() if result["failure"]]
+    failed += [
+        name
+        for kind in (data["idle_memory"] or {}).values()
+        for name, result in kind.items()
+        if result["failure"]
+    ]
     return 1 if failed else 0
 
 

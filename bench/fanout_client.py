@@ -4,8 +4,9 @@ Run by :mod:`bench.fanout` as ``python -m bench.fanout_client CONFIG_JSON``;
 it talks to its parent in JSON lines (commands on stdin, answers on stdout):
 
 - at start it opens ``connections`` WebSockets, spread over ``urls``, and
-  sends ``join_frame`` (or ``{"id": 1, "type": "ping"}`` with ``"ping": true``)
-  on each; once every connection has its first reply it prints ``{"ready": n}``;
+  sends ``hello`` (a join or a ping frame) on each; once every connection has
+  its first reply it prints ``{"ready": n, "deflated": k}`` (``k`` connections
+  negotiated permessage-deflate, offered as browsers do with ``"deflate": true``);
 - ``{"expect": B}`` arms a phase: it answers ``{"armed": B}``, then
   ``{"done": t, ...}`` once every connection got B more pushes (``t`` is
   ``time.monotonic()`` of the last one: the clock is shared by the processes
@@ -37,6 +38,8 @@ from urllib.parse import urlsplit
 __all__ = ["Subscriber", "main"]
 
 OPCODE_TEXT, OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG = 0x1, 0x8, 0x9, 0xA
+#: What browsers offer (``deflate: true``): the server then keeps compression state per socket.
+DEFLATE_OFFER = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"
 #: Connections opened at once: more would overflow the server's accept backlog.
 CONNECT_CONCURRENCY = 50
 
@@ -58,12 +61,16 @@ def client_frame(opcode: int, payload: bytes) -> bytes:
 class Subscriber(asyncio.Protocol):
     """One WebSocket connection that counts and checks the text frames it receives."""
 
-    def __init__(self, host: str, path: str, hello: bytes, expected: Any, run: Run) -> None:
+    def __init__(
+        self, host: str, path: str, hello: bytes, expected: Any, run: Run, deflate: bool
+    ) -> None:
+        offer = f"{DEFLATE_OFFER}\r\n" if deflate else ""
         self.request = (
             f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
             "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n\r\n"
+            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n{offer}\r\n"
         ).encode()
+        self.deflated = False
         self.hello, self.expected, self.run = hello, expected, run
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
@@ -91,6 +98,7 @@ class Subscriber(asyncio.Protocol):
             if not buffer.startswith(b"HTTP/1.1 101"):
                 self.run.fail(f"upgrade refused: {bytes(buffer[:80])!r}")
                 return
+            self.deflated = b"permessage-deflate" in buffer[:end].lower()
             del buffer[: end + 4]
             self.upgraded = True
             self.send(OPCODE_TEXT, self.hello)
@@ -183,7 +191,14 @@ async def open_all(config: dict[str, Any], run: Run) -> None:
             def factory() -> Subscriber:
                 nonlocal subscriber
                 host = f"{parts.hostname}:{parts.port}"
-                subscriber = Subscriber(host, parts.path, hello, config.get("expected"), run)
+                subscriber = Subscriber(
+                    host,
+                    parts.path,
+                    hello,
+                    config.get("expected"),
+                    run,
+                    config.get("deflate", False),
+                )
                 return subscriber
 
             await loop.create_connection(factory, parts.hostname, parts.port)
@@ -199,7 +214,8 @@ async def open_all(config: dict[str, Any], run: Run) -> None:
 async def serve(config: dict[str, Any]) -> None:
     run = Run()
     await open_all(config, run)
-    emit({"ready": len(run.subscribers)})
+    deflated = sum(subscriber.deflated for subscriber in run.subscribers)
+    emit({"ready": len(run.subscribers), "deflated": deflated})
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)

@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import redis
 
@@ -31,6 +31,7 @@ __all__ = [
     "cpu_seconds",
     "fanout_server",
     "http_get",
+    "logged_errors",
     "proc_cpu_seconds",
     "rss_bytes",
     "stop_server",
@@ -50,11 +51,30 @@ def http_get(port: int, path: str, timeout: float) -> dict[str, Any]:
         return answer
 
 
-def fanout_server(contender: str, redis_url: str | None) -> tuple[subprocess.Popen[bytes], int]:
-    """Start a fresh ``uvicorn bench.fanout_app:application`` for ``contender`` (no waiting)."""
+def fanout_server(
+    contender: str, redis_url: str | None, log: IO[bytes] | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start a fresh ``uvicorn bench.fanout_app:application`` for ``contender`` (no waiting).
+
+    ``log`` takes the server's stderr (see :func:`logged_errors`).
+    """
     port = free_port()
     env = {"BENCH_FANOUT_CONTENDER": contender, "BENCH_FANOUT_REDIS": redis_url or ""}
-    return start_server(port, "bench.fanout_app:application", env), port
+    return start_server(port, "bench.fanout_app:application", env, log), port
+
+
+def logged_errors(log: IO[bytes]) -> dict[str, int]:
+    """The exceptions a server logged, by their last traceback line, with their counts."""
+    log.seek(0)
+    found: dict[str, int] = {}
+    in_traceback = False
+    for raw in log.read().decode(errors="replace").splitlines():
+        if raw.startswith("Traceback"):
+            in_traceback = True
+        elif in_traceback and not raw.startswith(" "):
+            found[raw[:200]] = found.get(raw[:200], 0) + 1
+            in_traceback = False
+    return found
 
 
 def stop_servers(servers: list[subprocess.Popen[bytes]], grace: float = 10.0) -> int:
@@ -126,6 +146,7 @@ class LinePipe:
             env=os.environ | (env or {}),
         )
         self.module = module
+        self.ready: dict[str, Any] = {}
 
     def send(self, command: dict[str, Any]) -> None:
         assert self.process.stdin is not None
@@ -158,14 +179,21 @@ class LinePipe:
             self.process.stdout.close()
 
 
-def subscribers(urls: list[str], count: int, hello: dict[str, Any], timeout: float) -> LinePipe:
-    """Start a :mod:`bench.fanout_client` process with ``count`` connections; wait for it."""
+def subscribers(
+    urls: list[str], count: int, hello: dict[str, Any], timeout: float, deflate: bool = False
+) -> LinePipe:
+    """Start a :mod:`bench.fanout_client` process with ``count`` connections; wait for it.
+
+    Its ``ready`` answer is kept as ``pipe.ready`` (``deflate`` offers
+    permessage-deflate as browsers do; ``ready["deflated"]`` counts who got it).
+    """
     config = {
         "urls": urls,
         "connections": count,
         "hello": hello,
         "expected": PAYLOAD,
         "timeout": timeout,
+        "deflate": deflate,
     }
     pipe = LinePipe("bench.fanout_client", json.dumps(config))
     try:
@@ -176,6 +204,7 @@ def subscribers(urls: list[str], count: int, hello: dict[str, Any], timeout: flo
     if answer.get("ready") != count:
         pipe.close()
         raise RuntimeError(f"expected {count} subscribers, got {answer!r}")
+    pipe.ready = answer
     return pipe
 
 

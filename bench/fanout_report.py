@@ -117,6 +117,9 @@ def print_run(run: dict[str, Any]) -> None:
     if measured:
         exact, ticks = (sum(column) / 1e6 for column in zip(*measured, strict=True))
         print(f"check: {exact:.2f} s server CPU in the phases, {ticks:.2f} s by /proc/<pid>/stat")
+    for name, errors in run.get("server_errors", {}).items():
+        for error, count in errors.items():
+            print(f"{name} servers logged {count} x {error}")
     if run["ratios"]:
         print(f"{'ratio':<52}{'of medians':>11}{'paired':>9}{'target':>9}   verdict")
         for label, ratio in run["ratios"].items():
@@ -134,20 +137,30 @@ def print_run(run: dict[str, Any]) -> None:
 
 
 def print_memory(idle: dict[str, Any]) -> None:
-    connections = next((r["connections"] for r in idle.values() if "connections" in r), 0)
-    print(f"idle memory: {connections} connections on a fresh server each (RSS growth)")
-    print(f"{'contender':<20}{'kB/connection':>15}{'ratio to bare':>15}   verdict (<= 1.05x)")
-    for name, result in idle.items():
-        if result["failure"] is not None:
-            print(f"{name:<20}  FAILED: {result['failure']}")
-            continue
-        ratio = result.get("ratio_to_bare")
-        met = result.get("met")
-        verdict = "" if met is None else ("met" if met else "MISSED")
+    for client, kind in idle.items():
+        connections = next((r["connections"] for r in kind.values() if "connections" in r), 0)
+        offer = "offering permessage-deflate" if client == "deflate" else "without extensions"
         print(
-            f"{name:<20}{result['bytes_per_connection'] / 1024:>15.1f}"
-            f"{'' if ratio is None else f'{ratio:.2f}x':>15}   {verdict}"
+            f"idle memory, clients {offer}: {connections} connections on a fresh server each "
+            "(RSS growth)"
         )
+        print(
+            f"{'contender':<20}{'kB/connection':>15}{'ratio to bare':>15}{'deflate':>9}"
+            "   verdict (<= 1.05x)"
+        )
+        for name, result in kind.items():
+            if result["failure"] is not None:
+                print(f"{name:<20}  FAILED: {result['failure']}")
+                continue
+            ratio = result.get("ratio_to_bare")
+            met = result.get("met")
+            verdict = "" if met is None else ("met" if met else "MISSED")
+            print(
+                f"{name:<20}{result['bytes_per_connection'] / 1024:>15.1f}"
+                f"{'' if ratio is None else f'{ratio:.2f}x':>15}"
+                f"{result['deflated']:>9}   {verdict}"
+            )
+        print()
 
 
 def print_report(data: dict[str, Any]) -> None:

@@ -86,13 +86,17 @@ def test_idle_memory_is_measured_on_a_fresh_server_per_contender(
     tiny_run: dict[str, Any],
 ) -> None:
     idle = tiny_run["idle_memory"]
-    assert set(idle) == {"BareASGI", "ChannelsAsyncJson", "AsyncRohrpost"}
-    for name, result in idle.items():
-        assert result["failure"] is None, f"{name}: {result['failure']}"
-        assert result["connections"] == 40
-        assert result["rss_before_bytes"] > 10 * 2**20  # a Django process: tens of MB
-        assert result["bytes_per_connection"] > 0
-    assert isinstance(idle["AsyncRohrpost"]["met"], bool)
+    assert set(idle) == {"deflate", "plain"}
+    for client, kind in idle.items():
+        assert set(kind) == {"BareASGI", "ChannelsAsyncJson", "AsyncRohrpost"}
+        for name, result in kind.items():
+            assert result["failure"] is None, f"{client} {name}: {result['failure']}"
+            assert result["connections"] == 40
+            # Offered as browsers do, uvicorn accepts permessage-deflate; else nobody has it.
+            assert result["deflated"] == (40 if client == "deflate" else 0)
+            assert result["rss_before_bytes"] > 10 * 2**20  # a Django process: tens of MB
+            assert result["bytes_per_connection"] > 0
+        assert isinstance(kind["AsyncRohrpost"]["met"], bool)
 
 
 def test_the_plot_is_a_png(tiny_run: dict[str, Any]) -> None:
@@ -109,7 +113,8 @@ def test_the_report_prints_every_table(
     assert "FAILED" not in report
     assert report.count("layer memory:") == 2
     assert report.count("layer redis:") == 1
-    assert "idle memory: 40 connections" in report
+    assert "idle memory, clients offering permessage-deflate: 40 connections" in report
+    assert "idle memory, clients without extensions: 40 connections" in report
     assert "AsyncRohrpost/BareASGI CPU/delivery" in report
 
 

@@ -39,12 +39,14 @@ from bench.fanout_procs import (
     LinePipe,
     RedisServer,
     cpu_seconds,
+    descendants,
     fanout_server,
     http_get,
     logged_errors,
     proc_cpu_seconds,
     stop_servers,
     subscribers,
+    tree_cpu_seconds,
     wait_until_ready,
 )
 from bench.fanout_report import (
@@ -74,6 +76,7 @@ CONTENDERS: dict[str, tuple[str, dict[str, Any]]] = {
     "AsyncRohrpost": ("rohrpost-async", {"id": 1, "type": "fanout_join"}),
     "SyncRohrpost": ("rohrpost-sync", {"id": 1, "type": "fanout_join"}),
 }
+SERVER_KINDS = ("uvicorn", "granian")
 #: Servers per contender on each layer: on Redis the subscribers are spread over two.
 SERVERS = {"memory": 1, "redis": 2}
 WARM_UP_BROADCASTS = 3
@@ -86,6 +89,8 @@ class Contender:
 
     name: str
     subscribers: int
+    #: ``uvicorn`` or ``granian`` (see :func:`bench.fanout_procs.fanout_server`).
+    server: str = "uvicorn"
     servers: list[tuple[Any, int]] = field(default_factory=list)
     client: LinePipe | None = None
     samples: list[dict[str, float]] = field(default_factory=list)
@@ -103,7 +108,7 @@ class Contender:
     def launch(self, redis_url: str | None) -> None:
         """Start the servers (all contenders' start at once: Django takes seconds to load)."""
         for _ in range(SERVERS["redis" if redis_url else "memory"]):
-            self.servers.append(fanout_server(self.key, redis_url, self.log))
+            self.servers.append(fanout_server(self.key, redis_url, self.log, self.server))
 
     def connect(self, count: int, timeout: float) -> None:
         """Wait for the servers, then open and join the subscribers."""
@@ -117,11 +122,13 @@ class Contender:
         self.killed += stop_all([self])
 
     def server_cpu(self) -> float:
-        return sum(cpu_seconds(server.pid) for server, _ in self.servers)
+        """CPU of the server processes and their children (granian's workers)."""
+        return sum(tree_cpu_seconds(server.pid) for server, _ in self.servers)
 
     def server_ticks(self) -> float:
         """The same from ``/proc/<pid>/stat`` (10 ms ticks, exited threads included)."""
-        return sum(proc_cpu_seconds(server.pid) or 0.0 for server, _ in self.servers)
+        pids = [pid for server, _ in self.servers for pid in [server.pid, *descendants(server.pid)]]
+        return sum(proc_cpu_seconds(pid) or 0.0 for pid in pids)
 
 
 def stop_all(contenders: list[Contender]) -> int:
@@ -191,10 +198,12 @@ def guarded(contender: Contender, step: Any) -> None:
         contender.stop()
 
 
-def measure_layer(layer: str, subscribers: int, args: argparse.Namespace) -> dict[str, Any]:
+def measure_layer(
+    layer: str, subscribers: int, args: argparse.Namespace, server: str = "uvicorn"
+) -> dict[str, Any]:
     """Every contender on ``layer`` with ``subscribers`` subscribers, ``--rounds`` phases each."""
     names = [name for name in CONTENDERS if name in (args.only or CONTENDERS)]
-    contenders = [Contender(name, subscribers) for name in names]
+    contenders = [Contender(name, subscribers, server) for name in names]
     count = broadcasts_for(subscribers, args)
     redis = RedisServer() if layer == "redis" else None
     sender: LinePipe | None = None
@@ -234,6 +243,7 @@ def measure_layer(layer: str, subscribers: int, args: argparse.Namespace) -> dic
         if errors:
             server_errors[contender.name] = errors
     return {
+        "server_kind": server,
         "layer": layer,
         "subscribers": subscribers,
         "broadcasts": count,
@@ -274,6 +284,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--layer", action="append", choices=list(SERVERS), help="one layer only (repeatable)"
     )
     parser.add_argument(
+        "--server",
+        action="append",
+        choices=SERVER_KINDS,
+        help="ASGI server (repeatable; default uvicorn and granian, --quick: uvicorn)",
+    )
+    parser.add_argument(
         "--only", action="append", choices=list(CONTENDERS), help="one contender only (repeatable)"
     )
     parser.add_argument(
@@ -306,6 +322,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.broadcasts = args.broadcasts or (20 if quick else 50)
     args.rounds = args.rounds or (2 if quick else 3)
     args.layer = args.layer or list(SERVERS)
+    args.server = args.server or (["uvicorn"] if quick else list(SERVER_KINDS))
     if args.idle_connections is None:
         args.idle_connections = 100 if quick else 1000
     args.sweep = sorted(set(args.sweep or ([10, 50] if quick else [10, 50, 200, 500, 1000, 2000])))
@@ -326,12 +343,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     started = time.monotonic()
     runs = []
-    for layer in args.layer:
-        counts = args.subscribers
-        if layer == "memory" and args.plot is not None:
-            counts = sorted(set(counts) | set(args.sweep))
-        for count in counts:
-            runs.append(measure_layer(layer, count, args))
+    for server in args.server:
+        for layer in args.layer:
+            counts = args.subscribers
+            if server == "uvicorn" and layer == "memory" and args.plot is not None:
+                counts = sorted(set(counts) | set(args.sweep))
+            for count in counts:
+                runs.append(measure_layer(layer, count, args, server))
     idle = (
         fanout_memory.measure(args.idle_connections, args.timeout)
         if args.idle_connections

@@ -165,7 +165,7 @@ async def http_app(scope: Scope, receive: Any, send: Send) -> None:
         await broadcast(query["contender"][0], count)
         answer["sent"] = count
     elif scope["path"] == "/info":
-        answer |= server_facts()
+        answer |= server_facts() | {"server": os.environ.get("BENCH_FANOUT_SERVER", "uvicorn")}
     else:
         status, answer = 404, {"error": "not found"}
     body = json.dumps(answer).encode()

@@ -16,7 +16,11 @@ def draw(data: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     runs = sorted(
-        (run for run in data["runs"] if run["layer"] == "memory"),
+        (
+            run
+            for run in data["runs"]
+            if run["layer"] == "memory" and run.get("server_kind", "uvicorn") == "uvicorn"
+        ),
         key=lambda run: run["subscribers"],
     )
     figure, axes = plt.subplots(figsize=(8, 5), dpi=100)

@@ -29,6 +29,7 @@ __all__ = [
     "LinePipe",
     "RedisServer",
     "cpu_seconds",
+    "descendants",
     "fanout_server",
     "http_get",
     "logged_errors",
@@ -37,6 +38,7 @@ __all__ = [
     "stop_server",
     "stop_servers",
     "subscribers",
+    "tree_cpu_seconds",
     "wait_until_ready",
 ]
 
@@ -52,15 +54,32 @@ def http_get(port: int, path: str, timeout: float) -> dict[str, Any]:
 
 
 def fanout_server(
-    contender: str, redis_url: str | None, log: IO[bytes] | None = None
+    contender: str,
+    redis_url: str | None,
+    log: IO[bytes] | None = None,
+    server: str = "uvicorn",
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """Start a fresh ``uvicorn bench.fanout_app:application`` for ``contender`` (no waiting).
+    """Start a fresh ``bench.fanout_app:application`` for ``contender`` (no waiting).
 
-    ``log`` takes the server's stderr (see :func:`logged_errors`).
+    ``server`` is ``uvicorn`` (:func:`bench.__main__.start_server`) or
+    ``granian`` (one worker process, its ASGI interface without lifespan,
+    uvloop); ``log`` takes the server's stderr (see :func:`logged_errors`).
     """
     port = free_port()
-    env = {"BENCH_FANOUT_CONTENDER": contender, "BENCH_FANOUT_REDIS": redis_url or ""}
-    return start_server(port, "bench.fanout_app:application", env, log), port
+    env = {
+        "BENCH_FANOUT_CONTENDER": contender,
+        "BENCH_FANOUT_REDIS": redis_url or "",
+        "BENCH_FANOUT_SERVER": server,
+    }
+    if server == "uvicorn":
+        return start_server(port, "bench.fanout_app:application", env, log), port
+    command = [sys.executable, "-m", "granian", "--interface", "asginl", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--workers", "1", "--loop", "uvloop"]
+    command += ["--log-level", "warning", "--working-dir", str(REPO_ROOT)]
+    command += ["bench.fanout_app:application"]
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=os.environ | env, stderr=log)
+    return process, port
 
 
 def logged_errors(log: IO[bytes]) -> dict[str, int]:
@@ -124,6 +143,30 @@ def cpu_seconds(pid: int) -> float:
         except (OSError, IndexError, ValueError):
             continue  # the thread ended while we looked
     return total / 1e9
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid``'s child processes and theirs (granian's workers), from ``/proc``."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            found += [int(child), *descendants(int(child))]
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """:func:`cpu_seconds` of ``pid`` and every process under it."""
+    total = 0.0
+    for member in [pid, *descendants(pid)]:
+        try:
+            total += cpu_seconds(member)
+        except OSError:
+            continue  # the process ended while we looked
+    return total
 
 
 def rss_bytes(pid: int) -> int:

@@ -88,8 +88,9 @@ def _verdict(ratio: dict[str, Any]) -> str:
 
 
 def print_run(run: dict[str, Any]) -> None:
+    on = "" if run.get("server_kind", "uvicorn") == "uvicorn" else f" on {run['server_kind']}"
     print(
-        f"layer {run['layer']}: {run['subscribers']} subscribers x {run['broadcasts']} "
+        f"layer {run['layer']}{on}: {run['subscribers']} subscribers x {run['broadcasts']} "
         f"broadcasts = {run['subscribers'] * run['broadcasts']} deliveries per phase"
     )
     print(

@@ -118,6 +118,30 @@ def test_the_report_prints_every_table(
     assert "AsyncRohrpost/BareASGI CPU/delivery" in report
 
 
+def test_on_granian_the_worker_processes_cpu_is_counted() -> None:
+    server, port = fanout_procs.fanout_server("bare", None, server="granian")
+    try:
+        info = fanout_procs.wait_until_ready(server, port)
+
+        workers = fanout_procs.descendants(server.pid)
+        assert info["server"] == "granian"
+        assert info["pid"] in workers  # the app runs in a worker, not in the main process
+        assert fanout_procs.tree_cpu_seconds(server.pid) > fanout_procs.cpu_seconds(server.pid)
+    finally:
+        fanout_procs.stop_servers([server])
+
+
+def test_every_contender_delivers_every_push_on_granian() -> None:
+    args = fanout.parse_args(["--quick", "--server", "granian", "--rounds", "1"])
+
+    run = fanout.measure_layer("memory", 10, args, "granian")
+
+    assert run["server_kind"] == "granian"
+    for name, result in run["contenders"].items():
+        assert result["failure"] is None, f"{name}: {result['failure']}"
+        assert result["samples"][0]["server_us"] > 0
+
+
 def test_a_wrong_push_fails_the_contender(monkeypatch: pytest.MonkeyPatch) -> None:
     # The subscribers compare every push with what they are told to expect.
     monkeypatch.setattr(fanout_procs, "PAYLOAD", {"type": "something else"})

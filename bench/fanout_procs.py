@@ -78,7 +78,8 @@ def fanout_server(
     command += ["--log-level", "warning", "--working-dir", str(REPO_ROOT)]
     command += ["bench.fanout_app:application"]
     env["PYTHONPATH"] = str(REPO_ROOT)
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env=os.environ | env, stderr=log)
+    # granian logs an application's exceptions on stdout.
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=os.environ | env, stdout=log, stderr=log)
     return process, port
 
 

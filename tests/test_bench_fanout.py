@@ -9,6 +9,8 @@ made; it asserts nothing about timing (the targets are for a full run).
 from __future__ import annotations
 
 import shutil
+import tempfile
+import urllib.error
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +142,20 @@ def test_every_contender_delivers_every_push_on_granian() -> None:
     for name, result in run["contenders"].items():
         assert result["failure"] is None, f"{name}: {result['failure']}"
         assert result["samples"][0]["server_us"] > 0
+
+
+@pytest.mark.parametrize("server", fanout.SERVER_KINDS)
+def test_an_exception_the_server_logs_is_counted(server: str) -> None:
+    with tempfile.TemporaryFile() as log:
+        process, port = fanout_procs.fanout_server("bare", None, log, server)
+        try:
+            fanout_procs.wait_until_ready(process, port)
+            with pytest.raises(urllib.error.HTTPError):  # no count: a KeyError in the app
+                fanout_procs.http_get(port, "/broadcast?contender=bare", timeout=10)
+        finally:
+            fanout_procs.stop_servers([process])
+
+        assert fanout_procs.logged_errors(log) == {"KeyError: 'count'": 1}
 
 
 def test_a_wrong_push_fails_the_contender(monkeypatch: pytest.MonkeyPatch) -> None:

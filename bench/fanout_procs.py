@@ -9,6 +9,7 @@ sender processes over JSON lines on their stdin / stdout
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -98,7 +99,14 @@ def logged_errors(log: IO[bytes]) -> dict[str, int]:
 
 
 def stop_servers(servers: list[subprocess.Popen[bytes]], grace: float = 10.0) -> int:
-    """Stop ``servers`` together (SIGINT, then SIGKILL after ``grace`` s); how many were killed."""
+    """Stop ``servers`` together (SIGINT, then SIGKILL after ``grace`` s); how many were killed.
+
+    A server's child processes (granian's workers) are killed too if they
+    outlive it: a killed granian main process would leave its worker running.
+    """
+    children = [
+        pid for server in servers if server.poll() is None for pid in descendants(server.pid)
+    ]
     for server in servers:
         if server.poll() is None:
             server.send_signal(signal.SIGINT)
@@ -111,6 +119,11 @@ def stop_servers(servers: list[subprocess.Popen[bytes]], grace: float = 10.0) ->
             server.kill()
             server.wait()
             killed += 1
+    for pid in children:
+        with contextlib.suppress(OSError):  # most have exited with their server
+            # Only a process that still is one of ours (a pid may have been reused).
+            if b"bench.fanout_app" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGKILL)
     return killed
 
 

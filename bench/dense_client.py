@@ -80,30 +80,32 @@ def _fill(unit: str, tail: str, room: int = _HEAD_ROOM) -> str:
     return unit * ((DENSE_FRAME_CHARS - room - len(tail)) // len(unit)) + tail
 
 
-# Valid: a ping whose data is ~87,000 empty arrays, decoded in full (and echoed
-# in the pong: the built-in ping handler answers {"data": <its data>}).
+# A ping whose data is ~87,000 empty arrays: valid, and before MAX_CONTAINERS
+# decoded in full (about 10 ms) and echoed in a pong. Now refused by its count.
 _PING_BODY = _fill("[],", "[]]}")
 _PING_ECHO = {"data": json.loads("[" + _PING_BODY.removesuffix("}"))}
-# Valid JSON, not an object: decoded in full before it can be refused.
+# Valid JSON, not an object: before MAX_CONTAINERS decoded in full before it
+# could be refused; now refused by its count, with no id to echo.
 _ARRAY = "[" + _fill("[],", "[]]", room=1)
 # 4,159 arrays each nested to 33 levels (object, data, 31 more): one level too
 # deep, many times over. It opens with a shallow `[]` so that no leading run of
-# brackets gives the depth away: the depth check has to peel every level.
+# brackets gives the depth away: without the container cap, the depth check
+# would have to peel every level.
 _DEEP_BODY = "[]," + _fill("[" * 31 + "]" * 31 + ",", "[]]}", room=_HEAD_ROOM + 3)
 
 DENSE_FRAMES = (
     DenseFrame(
         "ping, data [[],[],...]",
         lambda n: _PING_HEAD.format(n) + _PING_BODY,
-        "pong",
+        protocol.TOO_COMPLEX,
         True,
         echo=_PING_ECHO,
     ),
-    DenseFrame("[[],[],...], not an object", lambda _: _ARRAY, protocol.NOT_AN_OBJECT, False),
+    DenseFrame("[[],[],...], not an object", lambda _: _ARRAY, protocol.TOO_COMPLEX, False),
     DenseFrame(
         "ping, data 4,159 arrays 33 deep",
         lambda n: _PING_HEAD.format(n) + _DEEP_BODY,
-        protocol.TOO_DEEP,
+        protocol.TOO_COMPLEX,
         True,
     ),
 )
@@ -209,7 +211,8 @@ class DenseConnection:
             return None
         if "id" not in reply:
             # Only the frame that is not an object has no id to echo.
-            return protocol.NOT_AN_OBJECT if reply.get("code") == protocol.NOT_AN_OBJECT else None
+            bare = next(frame for frame in DENSE_FRAMES if not frame.echoes_id)
+            return bare.expected if reply.get("code") == bare.expected else None
         request_id = reply["id"]
         if type(request_id) is not int or request_id not in self.awaiting:
             return None

@@ -102,18 +102,23 @@ def test_the_dense_frames_are_what_they_claim_just_under_the_frame_limit() -> No
         text = frame.build(123)
         assert limit - 128 < len(text.encode()) <= limit
         answer = protocol.parse_request(text)
-        if frame.expected == "pong":
-            assert isinstance(answer, dict)
-            assert (answer["id"], answer["type"]) == (123, "ping")
-            assert len(answer["data"]) > 80_000
-            assert all(item == [] for item in answer["data"])
-        else:
-            assert isinstance(answer, protocol.FrameError)
-            assert answer.code == frame.expected
-            assert answer.request_id == (123 if frame.echoes_id else None)
-    # The deep frame is one level too deep, not more: at 33 it is valid.
+        assert isinstance(answer, protocol.FrameError)
+        assert answer.code == frame.expected
+        assert answer.request_id == (123 if frame.echoes_id else None)
+    # Without the container cap: the ping is valid, the array is not an object,
+    # and the deep frame is one level too deep, not more (at 33 it is valid).
+    uncapped = protocol.Limits(max_containers=10**6)
+    ping = protocol.parse_request(DENSE_FRAMES[0].build(123), limits=uncapped)
+    assert isinstance(ping, dict)
+    assert len(ping["data"]) > 80_000
+    assert all(item == [] for item in ping["data"])
+    array = protocol.parse_request(DENSE_FRAMES[1].build(1), limits=uncapped)
+    assert isinstance(array, protocol.FrameError)
+    assert array.code == protocol.NOT_AN_OBJECT
     deep = DENSE_FRAMES[2].build(1)
-    assert isinstance(protocol.parse_request(deep, limits=protocol.Limits(max_depth=33)), dict)
+    assert protocol.parse_request(deep, limits=uncapped).code == protocol.TOO_DEEP  # type: ignore[union-attr]
+    deeper_allowed = protocol.Limits(max_depth=33, max_containers=10**6)
+    assert isinstance(protocol.parse_request(deep, limits=deeper_allowed), dict)
 
 
 def test_the_dense_client_gets_a_right_answer_to_every_frame(tiny_run: dict[str, Any]) -> None:

@@ -397,3 +397,68 @@ async def test_the_same_user_by_token_again_keeps_the_subscriptions(
         await ask(client, {"id": 2, "type": "whoami", "auth_jwt": "alice-token"})
         await asend_to_group("board-1", note("still here"))
         assert (await next_frame(client))["data"] == "still here"
+
+
+# --- the edges, on a consumer that is not running ----------------------------------------
+
+
+def bare(consumer_class: type[Any], layer: Any = None) -> Any:
+    consumer = consumer_class()
+    consumer.channel_layer = layer
+    consumer.channel_name = "inmemory.test!bare"
+    consumer.scope = {"type": "websocket"}
+    return consumer
+
+
+async def test_without_a_channel_layer_the_hub_is_not_used(consumer_class: type[Any]) -> None:
+    consumer = bare(consumer_class)
+    consumer._rohrpost_hub_add("room")
+    await consumer._rohrpost_aswitch_user_group("rohrpost.user.1")
+    await consumer._rohrpost_aswitch_user_group("rohrpost.user.1")  # the same: nothing to do
+    await consumer._rohrpost_aswitch_user_group(None)
+    assert consumer._rohrpost_hub is None
+
+
+async def test_a_failing_chore_is_logged(
+    consumer_class: type[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    async def fail() -> None:
+        raise RuntimeError("chore failed")
+
+    consumer = bare(consumer_class)
+    with caplog.at_level(logging.ERROR, "rohrpost"):
+        consumer._rohrpost_chore(fail())
+        await asyncio.sleep(0.01)
+    assert "A connection's control work failed" in caplog.text
+    assert consumer._rohrpost_chores == set()
+
+
+async def test_control_events_a_connection_cannot_use_are_logged_or_ignored(
+    consumer_class: type[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    consumer = bare(consumer_class)
+    with caplog.at_level(logging.WARNING, "rohrpost"):
+        consumer.rohrpost_control({"action": "explode"})
+        consumer.rohrpost_control({"action": "leave", "leave": 5})
+    assert caplog.text.count("Ignoring a control event of unknown action") == 2
+    consumer._rohrpost_revoke(4003)
+    caplog.clear()
+    consumer.rohrpost_control({"action": "explode"})  # revoked: nothing more is done
+    assert caplog.text == ""
+
+
+async def test_revoking_twice_or_before_the_connection_runs_is_harmless(
+    consumer_class: type[Any],
+) -> None:
+    consumer = bare(consumer_class)
+    consumer._rohrpost_revoke(4003)
+    consumer._rohrpost_revoke(4008)
+    assert consumer._rohrpost_revoked == 4003
+    assert consumer._rohrpost_forwards({"type": "rohrpost.message"}) is False
+
+
+async def test_expelling_from_a_group_not_joined_sends_nothing(consumer_class: type[Any]) -> None:
+    consumer = bare(consumer_class)
+    await consumer._rohrpost_aexpel("room", "gone")
+    consumer._rohrpost_expel("room", "gone")
+    assert consumer._rohrpost_chores == set()

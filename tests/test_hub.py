@@ -180,6 +180,21 @@ async def test_the_membership_is_renewed_before_the_group_expires() -> None:
     assert hub._rejoin_every() == 0.02
 
 
+async def test_a_layer_without_group_expiry_gets_no_renewals() -> None:
+    layer = FlakyLayer(failures=0, group_expiry=0)
+    hub = hub_for(layer)
+    member = Member("m")
+    hub.add("room", member)
+    await asyncio.sleep(0.02)
+    assert layer.joins == 1
+    await layer.group_send(CONTROL_GROUP, control(action="close", group="room"))
+    await settle()
+    assert len(member.events) == 1
+    assert hub._task is not None
+    hub._task.cancel()
+    await asyncio.wait({hub._task}, timeout=1)
+
+
 @pytest.mark.parametrize("expiry", [None, 0, True, "1"])
 def test_no_renewal_without_a_usable_group_expiry(expiry: Any) -> None:
     class Layer:

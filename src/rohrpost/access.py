@@ -146,8 +146,8 @@ class AccessMixin:
         assert code is not None
         with contextlib.suppress(StopConsumer):
             await self.dispatch({"type": "websocket.disconnect", "code": code})  # type: ignore[attr-defined]
-        if self._rohrpost_outgoing is not None:
-            await self._rohrpost_outgoing.aclose(code)
+        assert self._rohrpost_outgoing is not None  # set as the connection started
+        await self._rohrpost_outgoing.aclose(code)
 
     def _rohrpost_expel(self, group: str, reason: Any) -> None:
         """Take the connection out of ``group`` now, and tell the client (if it was in it)."""
@@ -170,8 +170,8 @@ class AccessMixin:
         return True
 
     async def _rohrpost_aexpelled(self, group: str, reason: Any) -> None:
-        if self.channel_layer is not None:
-            await self.channel_layer.group_discard(group, self.channel_name)
+        # In a group means joined through the layer (aadd_to_group needs one).
+        await self.channel_layer.group_discard(group, self.channel_name)
         frame = {"group": group, "reason": reason}
         push = {"id": generate_id(), "type": control.UNSUBSCRIBED_TYPE, "data": frame}
         await self._rohrpost_asend(encoding.dumps(push))  # type: ignore[attr-defined]

@@ -163,8 +163,7 @@ class Hub:
         while True:
             await asyncio.sleep(every)
             try:
-                if self.channel is not None:
-                    await self._ajoin()
+                await self._ajoin()
             except Exception:  # the receive loop reports outages
                 _raise_if_cancelling()
                 logger.debug("Renewing the hub's membership failed", exc_info=True)

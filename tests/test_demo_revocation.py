@@ -55,8 +55,10 @@ async def read_until_closed(connection: Any) -> tuple[list[dict[str, Any]], Conn
 async def test_logout_closes_a_socket_whose_client_reads_nothing(demo: DemoServer) -> None:
     browser = Browser(demo)
     await asyncio.to_thread(browser.post, "/login/", {"username": "alice", "password": "rohrpost"})
-    # A client with a tiny receive buffer that stops reading: the server's
-    # writes back up to uvicorn, as with a phone in a tunnel.
+    # A client with a tiny receive buffer that stops reading, as a phone in a
+    # tunnel would. (On loopback the server's socket still takes up to 4 MiB,
+    # so its send rarely waits here; tests/test_access.py drives a consumer
+    # whose send does wait, as uvicorn's does once its buffers are full.)
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", demo.port))

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
@@ -24,6 +25,8 @@ from rohrpost.control import (
     aexpel_from_group,
     arecheck_group,
     arecheck_subscriptions,
+    recheck_group,
+    recheck_subscriptions,
     user_group,
 )
 from rohrpost.handlers import handle_ping
@@ -462,3 +465,68 @@ async def test_expelling_from_a_group_not_joined_sends_nothing(consumer_class: t
     await consumer._rohrpost_aexpel("room", "gone")
     consumer._rohrpost_expel("room", "gone")
     assert consumer._rohrpost_chores == set()
+
+
+async def test_a_revoked_connection_takes_no_frame_and_joins_nothing(
+    consumer_class: type[Any],
+) -> None:
+    consumer = bare(consumer_class, get_channel_layer())
+    consumer._rohrpost_revoke(4003)
+    assert await consumer._rohrpost_atake('{"id": 1, "type": "ping"}', None) == []
+    await consumer.aadd_to_group("room")
+    assert consumer.rohrpost_groups == set()
+    assert connection_groups() == {}
+
+
+def test_a_revoked_sync_connection_ignores_frames_on_the_threaded_path() -> None:
+    consumer = bare(SyncAccess)
+    consumer._rohrpost_revoke(4003)
+    consumer.receive(text_data='{"id": 1, "type": "note"}')
+    assert NOTES == []
+
+
+async def test_a_cancelled_connection_that_was_not_revoked_is_cancelled(
+    consumer_class: type[Any],
+) -> None:
+    client = StalledClient(consumer_class)
+    await client.start()
+    assert client.task is not None
+    client.task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await client.task
+
+
+async def test_control_events_on_the_connections_own_channel_are_obeyed(
+    consumer_class: type[Any],
+) -> None:
+    layer = get_channel_layer()
+    async with connect(consumer_class, user=ALICE) as client:
+        await ask(client, board(1))
+        channel = next(iter(layer.groups["board-1"]))
+        await layer.send(channel, {"type": "rohrpost.leave", "group": "board-1", "reason": "old"})
+        await expect_unsubscribed(client, "board-1", "old")
+        await layer.send(channel, {"type": "rohrpost.control", "action": "close", "code": 4003})
+        assert await client.receive_output(timeout=1) == {"type": "websocket.close", "code": 4003}
+
+
+async def test_a_malformed_token_keeps_the_identity_a_token_gave(
+    consumer_class: type[Any],
+) -> None:
+    async with connect(consumer_class) as client:
+        await ask(client, board(1, auth_jwt="alice-token"))
+        reply = await ask(client, {"id": 2, "type": "whoami", "auth_jwt": 42})
+        assert reply["code"] == "unauthenticated"
+        assert (await ask(client, {"id": 3, "type": "whoami"}))["data"] == "alice"
+        assert "board-1" in connection_groups()
+
+
+async def test_the_sync_recheck_twins_work_from_sync_code(consumer_class: type[Any]) -> None:
+    async with connect(consumer_class, user=BOB) as client:
+        await ask(client, board(2))
+        await ask(client, {"id": 2, "type": "subscribe", "data": {"type": "room", "name": "a"}})
+        ACCESS[2] = set()
+        ACCESS[0] = set()
+        await sync_to_async(recheck_group)("board-2")
+        await expect_unsubscribed(client, "board-2", "permission")
+        await sync_to_async(recheck_subscriptions)("room")
+        await expect_unsubscribed(client, "room-a", "permission")

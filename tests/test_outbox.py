@@ -68,7 +68,6 @@ async def test_a_client_that_does_not_read_never_blocks_the_sender() -> None:
     outbox, overflows = await accepted(client)
     for number in range(10):
         await asyncio.wait_for(outbox(frame(f"frame {number}")), 0.1)
-    await settle()
     # The first frame is in the server's hands (its send is waiting); nine wait here.
     assert outbox.queued_bytes == 9 * len("frame 0")
     assert client.texts() == []
@@ -81,7 +80,7 @@ async def test_a_client_that_does_not_read_never_blocks_the_sender() -> None:
 async def test_a_client_that_falls_behind_past_the_limit_is_closed_too_slow() -> None:
     client = Client(reading=False)
     outbox, overflows = await accepted(client, limit=100)
-    for _ in range(10):
+    for _ in range(11):  # the first is in the server's hands, ten wait
         await outbox(frame("x" * 10))
     assert overflows == []
     await outbox(frame("y"))
@@ -173,7 +172,101 @@ async def test_a_client_gone_mid_send_ends_sending_quietly() -> None:
 async def test_binary_frames_count_their_bytes() -> None:
     client = Client(reading=False)
     outbox, overflows = await accepted(client, limit=10)
+    await outbox({"type": "websocket.send", "bytes": b"1"})  # in the server's hands
     await outbox({"type": "websocket.send", "bytes": b"12345"})
     assert outbox.queued_bytes == 5
     await outbox({"type": "websocket.send", "bytes": b"123456"})
     assert overflows == [CLOSE_TOO_SLOW]
+
+
+async def test_a_frame_the_server_takes_at_once_needs_no_writer_task() -> None:
+    client = Client()
+    outbox, _ = await accepted(client)
+    await outbox(frame("at once"))
+    assert client.texts() == ["at once"]  # sent before the call returned
+    assert outbox._writer is None
+
+
+async def test_a_send_that_waits_is_finished_by_a_task_in_order() -> None:
+    client = Client(reading=False)
+    outbox, _ = await accepted(client)
+    await outbox(frame("first"))
+    assert outbox._writer is not None
+    await outbox(frame("second"))
+    client.reading.set()
+    await settle()
+    assert client.texts() == ["first", "second"]
+    assert outbox._writer is None
+
+
+async def test_a_waiting_send_that_fails_ends_sending() -> None:
+    release = asyncio.Event()
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "websocket.send":
+            await release.wait()
+            raise OSError("the client went away")
+        sent.append(message)
+
+    outbox = Outbox(send, 1000, lambda code: None)
+    await outbox({"type": "websocket.accept"})
+    await outbox(frame("lost"))
+    release.set()
+    await settle()
+    assert outbox.closing
+    assert outbox._writer is None
+
+
+async def test_an_abort_cancels_a_send_that_waits() -> None:
+    client = Client(reading=False)
+    outbox, _ = await accepted(client)
+    await outbox(frame("stuck"))
+    writer = outbox._writer
+    assert writer is not None
+    outbox.abort()
+    await asyncio.wait({writer}, timeout=1)
+    assert writer.cancelled()
+    client.reading.set()
+    await settle()
+    assert client.texts() == []
+
+
+async def test_any_awaitable_the_server_returns_is_awaited() -> None:
+    done: list[str] = []
+
+    def send(message: dict[str, Any]) -> Any:
+        future = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        done.append(message["type"])
+        return future
+
+    outbox = Outbox(send, 1000, lambda code: None)
+    await outbox({"type": "websocket.accept"})
+    await outbox(frame("via a future"))
+    await settle()
+    assert done == ["websocket.accept", "websocket.send"]
+    assert outbox._writer is None
+
+
+async def test_a_waiting_send_may_handle_its_cancellation_itself() -> None:
+    """What the server's send does with the cancellation is passed through as it is."""
+    release = asyncio.Event()
+    finished: list[str] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "websocket.send":
+            try:
+                await release.wait()
+            except asyncio.CancelledError:
+                finished.append("cleaned up")
+
+    outbox = Outbox(send, 1000, lambda code: None)
+    await outbox({"type": "websocket.accept"})
+    await outbox(frame("stuck"))
+    writer = outbox._writer
+    assert writer is not None
+    await settle()  # the writer task has taken the send over
+    outbox.abort()
+    await asyncio.wait({writer}, timeout=1)
+    assert finished == ["cleaned up"]

@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import types
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, Final
 
 __all__ = ["CLOSE_TOO_SLOW", "Outbox"]
@@ -36,6 +37,29 @@ CLOSE_TOO_SLOW: Final = 4008
 CLOSE_WAIT_SECONDS: Final = 5.0
 
 AsgiSend = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@types.coroutine
+def _resume(coroutine: Coroutine[Any, Any, None], waiting_for: Any) -> Generator[Any, Any, None]:
+    """Await the rest of a coroutine that was started by hand and is waiting.
+
+    The task that awaits this gets what the coroutine waits for, exactly as
+    if it had run the coroutine from the start; results, errors and
+    cancellation are passed through.
+    """
+    while True:
+        try:
+            sent = yield waiting_for
+        except BaseException as exc:
+            try:
+                waiting_for = coroutine.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                waiting_for = coroutine.send(sent)
+            except StopIteration:
+                return
 
 
 class Outbox:
@@ -98,23 +122,57 @@ class Outbox:
                 return
         self._queue.append(message)
         if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._awrite())
+            self._start_writing()
 
-    async def _awrite(self) -> None:
+    def _start_writing(self) -> None:
+        """Write the queue: at once, as far as the server takes frames without waiting.
+
+        Almost always the server's ``send`` finishes without waiting (its
+        buffer has room), and a task per frame would be pure cost. So the
+        send is started here; only when it has to wait does a writer task
+        take it over, and the frames after it, until the queue is empty.
+        """
+        queue = self._queue
+        while queue:
+            sending = self._send(self._take(queue))
+            if not isinstance(sending, Coroutine):  # some other awaitable: a task awaits it
+                self._writer = asyncio.get_running_loop().create_task(self._awrite(sending))
+                return
+            try:
+                waiting_for = sending.send(None)
+            except StopIteration:
+                continue
+            except Exception:
+                self._gone()
+                return
+            self._writer = asyncio.get_running_loop().create_task(
+                self._awrite(_resume(sending, waiting_for))
+            )
+            return
+
+    def _take(self, queue: deque[dict[str, Any]]) -> dict[str, Any]:
+        message = queue.popleft()
+        if message["type"] == "websocket.send":
+            self._queued -= len(message.get("text") or message.get("bytes") or "")
+        return message
+
+    async def _awrite(self, started: Awaitable[None]) -> None:
         queue = self._queue
         try:
+            await started
             while queue:
-                message = queue.popleft()
-                if message["type"] == "websocket.send":
-                    self._queued -= len(message.get("text") or message.get("bytes") or "")
-                await self._send(message)
-        except Exception:  # the client went away: its disconnect ends the consumer
-            logger.debug("A frame could not be sent: the client is gone", exc_info=True)
-            self._closing = True
-            queue.clear()
-            self._queued = 0
+                await self._send(self._take(queue))
+        except Exception:
+            self._gone()
         finally:
             self._writer = None
+
+    def _gone(self) -> None:
+        """The client went away: its disconnect ends the consumer; nothing more is sent."""
+        logger.debug("A frame could not be sent: the client is gone", exc_info=True)
+        self._closing = True
+        self._queue.clear()
+        self._queued = 0
 
     async def adrain(self) -> None:
         """Wait until everything queued is written, for a bounded time; then drop the rest."""

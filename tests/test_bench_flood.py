@@ -153,8 +153,9 @@ def test_the_server_cpu_of_every_phase_is_read(tiny_run: dict[str, Any]) -> None
             assert row["seconds"] > 0
             assert row["server_cpu_seconds"] >= 0
             assert row["server_cpu_share"] == row["server_cpu_seconds"] / row["seconds"]
-        # Parsing 256 KiB frames is work: the server's clock (10 ms ticks) moves.
-        assert result["dense_frames"]["server_cpu_seconds"] > 0
+        # The server's clock moves in 10 ms ticks: one short phase may read 0
+        # (a dense frame is refused in about a millisecond now), the run does not.
+        assert sum(result[phase]["server_cpu_seconds"] for phase in PHASES) > 0
 
 
 def test_a_wrong_error_code_fails_the_path(monkeypatch: pytest.MonkeyPatch) -> None:

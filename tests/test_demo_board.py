@@ -354,11 +354,17 @@ def test_the_demo_data_has_no_pending_migrations(demo: DemoServer, tmp_path: Pat
 def test_with_redis_a_command_in_another_process_pushes_live(
     tmp_path: Path, redis_url: str
 ) -> None:
-    """REDIS_URL switches the demo to channels_redis: another process's ORM write is live."""
+    """REDIS_URL switches the demo to channels_redis: idle sockets live, another process's
+    ORM write is pushed.
+    """
 
     async def watch_and_edit(server: DemoServer) -> dict[str, Any]:
         async with peer(server) as watcher:
             data(await watcher.call("subscribe", PUBLIC))
+            # Quiet for longer than redis-py 8's default 5 s read timeout: the
+            # socket stays open (the demo's layer sets socket_timeout).
+            await asyncio.sleep(6)
+            assert (await watcher.call("ping"))["type"] == "pong"
             # No --direct needed: with Redis the command writes through the ORM itself.
             added = await asyncio.to_thread(server.manage, "board", "add", "over Redis")
             assert added.returncode == 0, added.stderr

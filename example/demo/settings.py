@@ -72,7 +72,9 @@ if _redis_url:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [_redis_url]},
+            # redis-py 8 reads with a 5 s timeout by default, the time channels_redis
+            # blocks in every receive: without this, idle sockets close (rohrpost.W003).
+            "CONFIG": {"hosts": [{"address": _redis_url, "socket_timeout": None}]},
         }
     }
 else:

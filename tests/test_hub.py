@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import sys
 from typing import Any
@@ -238,3 +239,21 @@ async def test_a_cancellation_the_layer_turns_into_an_error_still_stops_the_hub(
     task.cancel()
     await asyncio.wait({task}, timeout=1)
     assert task.cancelled()
+
+
+async def test_the_hub_runs_in_a_context_of_its_own() -> None:
+    """It may be started from a sync handler's async_to_sync, whose context dies with it."""
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="clean")
+    seen: list[str] = []
+
+    class Seeing(Member):
+        def rohrpost_control(self, event: dict[str, Any]) -> None:
+            seen.append(marker.get())
+
+    layer = InMemoryChannelLayer()
+    marker.set("the starter's")
+    hub_for(layer).add("room", Seeing("m"))
+    await settle()
+    await layer.group_send(CONTROL_GROUP, control(action="close", group="room"))
+    await settle()
+    assert seen == ["clean"]

@@ -19,6 +19,7 @@ before the layer's ``group_expiry`` would drop its membership.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import random
 from collections.abc import Iterable
@@ -67,7 +68,11 @@ class Hub:
         """
         self.groups.setdefault(group, set()).add(member)
         if self._task is None:
-            self._task = self.loop.create_task(self._arun())
+            # In a context of its own: the first member may join from a sync
+            # handler's async_to_sync, whose context (asgiref's executor for that
+            # worker thread) is dead once the handler returns; the hub, and the
+            # permission re-checks it starts, outlive it.
+            self._task = contextvars.Context().run(self.loop.create_task, self._arun())
 
     def discard(self, group: str, member: Member) -> None:
         """Note that ``member`` left ``group``."""

@@ -76,6 +76,11 @@ def make_registry() -> HandlerRegistry:
     def whoami(consumer: Any, request: dict[str, Any]) -> Any:
         return getattr(consumer.scope.get("user"), "username", None)
 
+    @registry.handler("join-sync")
+    def join_sync(consumer: Any, request: dict[str, Any]) -> str:
+        consumer.add_to_group(str(request["data"]))
+        return "joined"
+
     @registry.handler("note")
     async def note(consumer: Any, request: dict[str, Any]) -> str:
         NOTES.append(request.get("data"))
@@ -530,3 +535,19 @@ async def test_the_sync_recheck_twins_work_from_sync_code(consumer_class: type[A
         await expect_unsubscribed(client, "board-2", "permission")
         await sync_to_async(recheck_subscriptions)("room")
         await expect_unsubscribed(client, "room-a", "permission")
+
+
+async def test_a_hub_first_used_from_a_sync_handler_still_rechecks(
+    consumer_class: type[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hub first used from a sync handler (through async_to_sync) re-checks as usual."""
+    async with connect(consumer_class, user=BOB) as client:
+        assert (await ask(client, {"id": 1, "type": "join-sync", "data": "lobby"}))["data"] == (
+            "joined"
+        )
+        await ask(client, board(2, 2))
+        with caplog.at_level(logging.ERROR, "rohrpost"):
+            await arecheck_group("board-2")  # bob may still see it: nothing happens
+            assert await client.receive_nothing(timeout=0.2)
+        assert "board-2" in connection_groups()
+        assert "failed" not in caplog.text

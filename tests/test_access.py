@@ -81,6 +81,10 @@ def make_registry() -> HandlerRegistry:
         consumer.add_to_group(str(request["data"]))
         return "joined"
 
+    @registry.handler("channel")
+    def channel(consumer: Any, request: dict[str, Any]) -> str:
+        return str(consumer.channel_name)  # starts the connection's own receive
+
     @registry.handler("note")
     async def note(consumer: Any, request: dict[str, Any]) -> str:
         NOTES.append(request.get("data"))
@@ -103,6 +107,23 @@ class SyncAccess(SyncRohrpostConsumer):
 
 @pytest.fixture(params=[AsyncAccess, SyncAccess], ids=["async", "sync"])
 def consumer_class(request: pytest.FixtureRequest) -> type[Any]:
+    return request.param  # type: ignore[no-any-return]
+
+
+class AsyncOwnChannel(AsyncAccess):
+    """Overrides rohrpost_message: its pushes come through its own channel, as in 4.x."""
+
+    async def rohrpost_message(self, event: dict[str, Any]) -> None:
+        await super().rohrpost_message(event)
+
+
+class SyncOwnChannel(SyncAccess):
+    def rohrpost_message(self, event: dict[str, Any]) -> None:
+        super().rohrpost_message(event)
+
+
+@pytest.fixture(params=[AsyncOwnChannel, SyncOwnChannel], ids=["async", "sync"])
+def own_channel_class(request: pytest.FixtureRequest) -> type[Any]:
     return request.param  # type: ignore[no-any-return]
 
 
@@ -262,9 +283,9 @@ async def test_a_client_that_falls_behind_is_closed_too_slow(
 
 
 async def test_pushes_already_queued_for_an_expelled_group_are_dropped(
-    consumer_class: type[Any],
+    own_channel_class: type[Any],
 ) -> None:
-    async with connect(consumer_class, user=ALICE) as client:
+    async with connect(own_channel_class, user=ALICE) as client:
         assert (await ask(client, board(1)))["data"] == {"group": "board-1"}
         assert (await ask(client, board(2, 2)))["data"] == {"group": "board-2"}
         channel = next(iter(get_channel_layer().groups["board-1"]))
@@ -281,6 +302,24 @@ async def test_pushes_already_queued_for_an_expelled_group_are_dropped(
         assert await client.receive_nothing(timeout=0.1)
         assert set(connection_groups()) == {"board-2", user_group(ALICE)}
         # Subscribing again (still allowed) takes its pushes again.
+        assert (await ask(client, board(1, 3)))["data"] == {"group": "board-1"}
+        await asend_to_group("board-1", note("back"))
+        assert (await next_frame(client))["data"] == "back"
+
+
+async def test_an_expelled_connection_gets_no_more_pushes_of_the_group(
+    consumer_class: type[Any],
+) -> None:
+    async with connect(consumer_class, user=ALICE) as client:
+        assert (await ask(client, board(1)))["data"] == {"group": "board-1"}
+        assert (await ask(client, board(2, 2)))["data"] == {"group": "board-2"}
+        await aexpel_from_group("board-1", reason="gone")
+        await expect_unsubscribed(client, "board-1", "gone")
+        for group in ("board-1", "board-2"):
+            await asend_to_group(group, note(group))
+        assert (await next_frame(client))["data"] == "board-2"
+        assert await client.receive_nothing(timeout=0.1)
+        assert set(connection_groups()) == {"board-2", user_group(ALICE)}
         assert (await ask(client, board(1, 3)))["data"] == {"group": "board-1"}
         await asend_to_group("board-1", note("back"))
         assert (await next_frame(client))["data"] == "back"
@@ -420,7 +459,8 @@ def bare(consumer_class: type[Any], layer: Any = None) -> Any:
 
 async def test_without_a_channel_layer_the_hub_is_not_used(consumer_class: type[Any]) -> None:
     consumer = bare(consumer_class)
-    consumer._rohrpost_hub_add("room")
+    consumer._rohrpost_hub_discard("room")
+    consumer._rohrpost_hub_forget()
     await consumer._rohrpost_aswitch_user_group("rohrpost.user.1")
     await consumer._rohrpost_aswitch_user_group("rohrpost.user.1")  # the same: nothing to do
     await consumer._rohrpost_aswitch_user_group(None)
@@ -507,7 +547,7 @@ async def test_control_events_on_the_connections_own_channel_are_obeyed(
     layer = get_channel_layer()
     async with connect(consumer_class, user=ALICE) as client:
         await ask(client, board(1))
-        channel = next(iter(layer.groups["board-1"]))
+        channel = (await ask(client, {"id": 2, "type": "channel"}))["data"]
         await layer.send(channel, {"type": "rohrpost.leave", "group": "board-1", "reason": "old"})
         await expect_unsubscribed(client, "board-1", "old")
         await layer.send(channel, {"type": "rohrpost.control", "action": "close", "code": 4003})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import sys
 from typing import Any
@@ -12,16 +11,26 @@ import pytest
 from channels.layers import InMemoryChannelLayer
 
 from rohrpost import hub as hub_module
-from rohrpost.hub import CONTROL_EVENT_TYPE, CONTROL_GROUP, Hub, hub_for
+from rohrpost.hub import CONTROL_EVENT_TYPE, CONTROL_GROUP, PUSH_EVENT_TYPE, Hub, hub_for
+
+PUSH = PUSH_EVENT_TYPE
 
 
 class Member:
     def __init__(self, name: str) -> None:
         self.name = name
         self.events: list[dict[str, Any]] = []
+        self.pushes: list[tuple[str, Any]] = []
+        self.relayed: list[dict[str, Any]] = []
 
     def rohrpost_control(self, event: dict[str, Any]) -> None:
         self.events.append(event)
+
+    def rohrpost_push(self, group: str, texts: Any, event: dict[str, Any]) -> None:
+        self.pushes.append((group, None if texts is None else list(texts)))
+
+    def rohrpost_relay(self, event: dict[str, Any]) -> None:
+        self.relayed.append(event)
 
     def __repr__(self) -> str:
         return self.name
@@ -93,10 +102,10 @@ async def test_members_leave_groups_and_empty_groups_are_dropped() -> None:
     hub = Hub(InMemoryChannelLayer())
     member = Member("m")
     hub.add("a", member)
-    hub.add("b", member)
+    hub.add("b", member, "own.channel!x")
     hub.discard("a", member)
     hub.discard("nowhere", member)
-    assert hub.groups == {"b": {member}}
+    assert hub.groups == {"b": {member: "own.channel!x"}}
     hub.forget(member, ["b"])
     assert hub.groups == {}
 
@@ -113,7 +122,7 @@ async def test_one_hub_per_layer_and_event_loop() -> None:
         hub.loop.close()
 
 
-async def test_events_of_other_types_on_the_hub_are_logged(
+async def test_events_of_other_types_on_the_control_channel_are_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     layer = InMemoryChannelLayer()
@@ -128,72 +137,286 @@ async def test_events_of_other_types_on_the_hub_are_logged(
     assert "Ignoring an event of type 'chat.message' on the hub" in caplog.text
 
 
-class FlakyLayer(InMemoryChannelLayer):  # type: ignore[misc]
-    """An in-memory layer whose receive fails ``failures`` times, as Redis does in an outage."""
-
-    def __init__(self, failures: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.failures = failures
-        self.joins = 0
-
-    async def group_add(self, group: str, channel: str) -> None:
-        self.joins += 1
-        await super().group_add(group, channel)
-
-    async def receive(self, channel: str) -> Any:
-        if self.failures:
-            self.failures -= 1
-            raise ConnectionError("Redis is down")
-        return await super().receive(channel)
+# --- group events, through one membership per process -------------------------------------
 
 
-async def test_the_hub_survives_layer_failures_logs_once_and_joins_again(
+async def test_a_group_served_to_many_members_is_one_membership_and_one_delivery() -> None:
+    layer = InMemoryChannelLayer()
+    hub = hub_for(layer)
+    alice, bob, carol = Member("alice"), Member("bob"), Member("carol")
+    await hub.ajoin("room", alice)
+    await hub.ajoin("room", bob)
+    await hub.ajoin("other", carol)
+    assert len(layer.groups["room"]) == 1
+    await layer.group_send("room", {"type": PUSH, "message": "hello", "group": "room"})
+    await layer.group_send("room", {"type": PUSH, "messages": ["a", "b"]})
+    await settle()
+    assert alice.pushes == bob.pushes == [("room", ["hello"]), ("room", ["a", "b"])]
+    assert carol.pushes == []
+
+
+async def test_a_push_that_is_not_text_is_left_to_each_member_to_encode() -> None:
+    layer = InMemoryChannelLayer()
+    hub = hub_for(layer)
+    member = Member("m")
+    await hub.ajoin("room", member)
+    for event in (
+        {"type": PUSH, "message": {"id": 1}},
+        {"type": PUSH, "messages": [{"id": 1}]},
+    ):
+        await layer.group_send("room", event)
+    await settle()
+    assert member.pushes == [("room", None), ("room", None)]
+
+
+async def test_other_group_events_are_relayed_to_each_member() -> None:
+    layer = InMemoryChannelLayer()
+    hub = hub_for(layer)
+    alice, bob = Member("alice"), Member("bob")
+    await hub.ajoin("room", alice)
+    await hub.ajoin("room", bob)
+    await layer.group_send("room", {"type": "chat.message", "text": "hi"})
+    await settle()
+    assert alice.relayed == bob.relayed == [{"type": "chat.message", "text": "hi"}]
+    assert alice.pushes == []
+
+
+async def test_a_member_failing_to_take_a_push_does_not_stop_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Broken(Member):
+        def rohrpost_push(self, group: str, texts: Any, event: dict[str, Any]) -> None:
+            raise RuntimeError("broken")
+
+    layer = InMemoryChannelLayer()
+    hub = hub_for(layer)
+    good = Member("good")
+    await hub.ajoin("room", Broken("broken"))
+    await hub.ajoin("room", good)
+    with caplog.at_level(logging.ERROR, "rohrpost"):
+        await layer.group_send("room", {"type": PUSH, "message": "x"})
+        await settle()
+    assert good.pushes == [("room", ["x"])]
+    assert "A connection failed to take a push" in caplog.text
+
+
+async def test_the_hub_leaves_a_group_when_its_last_member_does() -> None:
+    layer = InMemoryChannelLayer()
+    hub = hub_for(layer)
+    alice, bob = Member("alice"), Member("bob")
+    await hub.ajoin("room", alice)
+    await hub.ajoin("room", bob)
+    hub.discard("room", alice)
+    await settle()
+    assert "room" in layer.groups
+    hub.forget(bob, ["room"])
+    await settle()
+    assert "room" not in layer.groups
+    assert hub.served == {}
+    await layer.group_send("room", {"type": PUSH, "message": "late"})
+    await settle()
+    assert bob.pushes == []
+    # Joining again makes a new membership.
+    await hub.ajoin("room", bob)
+    await layer.group_send("room", {"type": PUSH, "message": "again"})
+    await settle()
+    assert bob.pushes == [("room", ["again"])]
+
+
+async def test_members_joining_at_once_share_one_join_and_leaving_meanwhile_leaves() -> None:
+    layer = CountingLayer()
+    hub = hub_for(layer)
+    alice, bob = Member("alice"), Member("bob")
+    await asyncio.gather(hub.ajoin("room", alice), hub.ajoin("room", bob))
+    assert layer.adds.count("room") == 1
+    # Everyone leaves while the join is still on its way: the hub leaves again.
+    joining = asyncio.ensure_future(hub.ajoin("solo", alice))
+    await asyncio.sleep(0)
+    hub.discard("solo", alice)
+    await joining
+    await settle()
+    assert "solo" not in layer.groups
+
+
+async def test_a_failed_join_raises_and_leaves_no_member(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(hub_module, "RETRY_FIRST_SECONDS", 0.001)
-    layer = FlakyLayer(failures=4)
+    layer = CountingLayer(failing_adds=1)
+    hub = hub_for(layer)
+    member = Member("m")
+    with caplog.at_level(logging.WARNING, "rohrpost"), pytest.raises(ConnectionError):
+        await hub.ajoin("room", member)
+    assert hub.groups.get("room") is None
+    assert hub.served == {}
+    # The layer answers again: the next join works.
+    await hub.ajoin("room", member)
+    await layer.group_send("room", {"type": PUSH, "message": "x"})
+    await settle()
+    assert member.pushes == [("room", ["x"])]
+
+
+class CountingLayer(InMemoryChannelLayer):  # type: ignore[misc]
+    """An in-memory layer that counts joins, answers them one step later, and may fail some."""
+
+    def __init__(self, failing_adds: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.adds: list[str] = []
+        self.failing_adds = failing_adds
+
+    async def group_add(self, group: str, channel: str) -> None:
+        self.adds.append(group)
+        await asyncio.sleep(0)
+        if self.failing_adds and group != CONTROL_GROUP:
+            self.failing_adds -= 1
+            raise ConnectionError("Redis is down")
+        await super().group_add(group, channel)
+
+
+# --- layer faults -------------------------------------------------------------------------
+
+
+class FlakyLayer(InMemoryChannelLayer):  # type: ignore[misc]
+    """An in-memory layer whose receive fails ``failures`` times, as Redis does in an outage."""
+
+    def __init__(self, failures: int, error: Exception | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.failures = failures
+        self.error = error or ConnectionError("Redis is down")
+        self.joins = 0
+        self.down = False  # everything fails, as while Redis is stopped
+
+    async def group_add(self, group: str, channel: str) -> None:
+        self.joins += 1
+        if self.down:
+            raise ConnectionError("Redis is down")
+        await super().group_add(group, channel)
+
+    async def group_send(self, group: str, message: Any) -> None:
+        if self.down:
+            raise ConnectionError("Redis is down")
+        await super().group_send(group, message)
+
+    async def receive(self, channel: str) -> Any:
+        if self.failures or self.down:
+            self.failures = max(0, self.failures - 1)
+            await asyncio.sleep(0)
+            raise self.error
+        return await super().receive(channel)
+
+
+@pytest.fixture
+def fast_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hub_module, "RETRY_FIRST_SECONDS", 0.001)
+    monkeypatch.setattr(hub_module, "CANARY_SECONDS", 0.01)
+
+
+async def until(condition: Any, seconds: float = 2.0) -> None:
+    for _ in range(int(seconds / 0.005)):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("the condition did not hold in time")
+
+
+@pytest.mark.usefixtures("fast_hub")
+async def test_the_hub_survives_layer_failures_logs_once_and_joins_again(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(Hub, "_watches", lambda self: True)  # the canary notices first
+    layer = FlakyLayer(failures=0)
     hub = hub_for(layer)
     member = Member("m")
     with caplog.at_level(logging.WARNING, "rohrpost"):
-        hub.add("room", member)
-        for _ in range(200):
-            await asyncio.sleep(0.002)
-            if not layer.failures:
-                break
+        await hub.ajoin("room", member)
         await settle()
+        layer.down = True
+        await until(lambda: hub._outage)
+        await asyncio.sleep(0.05)  # many receives and joins fail meanwhile
+        layer.down = False
+        await until(lambda: not hub._outage)
         await layer.group_send(CONTROL_GROUP, control(action="close", group="room"))
-        for _ in range(100):
-            await asyncio.sleep(0.002)
-            if member.events:
-                break
+        await layer.group_send("room", {"type": PUSH, "message": "after"})
+        await until(lambda: bool(member.events and member.pushes))
     assert member.events == [control(action="close", group="room")]
+    assert member.pushes == [("room", ["after"])]
     assert caplog.text.count("The channel layer failed") == 1
     assert caplog.text.count("answers again") == 1
-    assert layer.joins == 5  # the first join, then once after each failure
+    assert layer.joins >= 3  # the first joins, then every group again after the outage
 
 
-async def test_the_membership_is_renewed_before_the_group_expires() -> None:
-    layer = FlakyLayer(failures=0, group_expiry=0.04)
-    hub = hub_for(layer)
-    hub.add("room", Member("m"))
-    await asyncio.sleep(0.15)
-    assert layer.joins >= 4  # every 0.02 s: half the expiry
-    assert hub._rejoin_every() == 0.02
+@pytest.mark.usefixtures("fast_hub")
+async def test_an_idle_redis_timeout_is_received_again_without_an_outage(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import redis.exceptions
 
-
-async def test_a_layer_without_group_expiry_gets_no_renewals() -> None:
-    layer = FlakyLayer(failures=0, group_expiry=0)
+    layer = FlakyLayer(failures=3, error=redis.exceptions.TimeoutError("Timeout reading"))
     hub = hub_for(layer)
     member = Member("m")
-    hub.add("room", member)
-    await asyncio.sleep(0.02)
-    assert layer.joins == 1
-    await layer.group_send(CONTROL_GROUP, control(action="close", group="room"))
-    await settle()
-    assert len(member.events) == 1
-    assert hub._task is not None
-    hub._task.cancel()
-    await asyncio.wait({hub._task}, timeout=1)
+    with caplog.at_level(logging.DEBUG, "rohrpost"):
+        await hub.ajoin("room", member)
+        await until(lambda: not layer.failures)
+        await layer.group_send("room", {"type": PUSH, "message": "x"})
+        await until(lambda: bool(member.pushes))
+    assert "failed" not in caplog.text
+    assert not hub._outage
+
+
+@pytest.mark.usefixtures("fast_hub")
+async def test_memberships_the_layer_lost_are_restored(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As after Redis restarted empty: the canary stops coming back, the hub joins again."""
+    monkeypatch.setattr(Hub, "_watches", lambda self: True)
+    layer = FlakyLayer(failures=0)
+    hub = hub_for(layer)
+    member, own = Member("m"), Member("own")
+    await hub.ajoin("room", member)
+    hub.add("room", own, "own.channel!x")
+    await until(lambda: hub._canary_seen >= 2)
+    with caplog.at_level(logging.WARNING, "rohrpost"):
+        layer.groups.clear()
+        await until(lambda: "room" in layer.groups and CONTROL_GROUP in layer.groups)
+    assert set(layer.groups["room"]) == {hub.served["room"].channel, "own.channel!x"}
+    await layer.group_send("room", {"type": PUSH, "message": "x"})
+    await until(lambda: bool(member.pushes))
+    assert "had lost rohrpost's groups" in caplog.text
+
+
+@pytest.mark.usefixtures("fast_hub")
+async def test_a_failing_canary_is_an_outage(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(Hub, "_watches", lambda self: True)
+
+    class FailingSends(FlakyLayer):
+        sends_failing = 2
+
+        async def group_send(self, group: str, message: Any) -> None:
+            if group.startswith("rohrpost.hub.") and self.sends_failing:
+                self.sends_failing -= 1
+                raise ConnectionError("Redis is down")
+            await super().group_send(group, message)
+
+    layer = FailingSends(failures=0)
+    hub = hub_for(layer)
+    with caplog.at_level(logging.WARNING, "rohrpost"):
+        await hub.ajoin("room", Member("m"))
+        await until(lambda: not layer.sends_failing and hub._canary_seen > 0)
+    assert caplog.text.count("The channel layer failed") >= 1
+    assert "answers again" in caplog.text
+
+
+async def test_the_memberships_are_renewed_before_they_expire() -> None:
+    layer = FlakyLayer(failures=0, group_expiry=0.04)
+    hub = hub_for(layer)
+    await hub.ajoin("room", Member("m"))
+    hub.add("room", Member("own"), "own.channel!x")
+    await asyncio.sleep(0.15)
+    # Every 0.02 s (half the expiry): the control group, the served group, the own channel.
+    assert layer.joins >= 4 * 3
+    assert hub._rejoin_every() == 0.02
 
 
 @pytest.mark.parametrize("expiry", [None, 0, True, "1"])
@@ -206,18 +429,23 @@ def test_no_renewal_without_a_usable_group_expiry(expiry: Any) -> None:
     assert hub._rejoin_every() is None
 
 
-async def test_the_renewer_keeps_going_when_a_renewal_fails() -> None:
+@pytest.mark.usefixtures("fast_hub")
+async def test_the_upkeep_keeps_going_when_a_renewal_fails() -> None:
     class FailingJoins(FlakyLayer):
         async def group_add(self, group: str, channel: str) -> None:
             self.joins += 1
-            if self.joins > 1:
+            if 1 < self.joins < 4:
                 raise ConnectionError("Redis is down")
             await InMemoryChannelLayer.group_add(self, group, channel)
 
     layer = FailingJoins(failures=0, group_expiry=0.02)
-    hub_for(layer).add("room", Member("m"))
-    await asyncio.sleep(0.08)
-    assert layer.joins >= 3
+    member = Member("m")
+    hub = hub_for(layer)
+    hub.add("room", member)
+    await until(lambda: layer.joins >= 5)
+    await until(lambda: not hub._outage)
+    await layer.group_send(CONTROL_GROUP, control(action="close", group="room"))
+    await until(lambda: bool(member.events))
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="Task.cancelling() is Python 3.11+")
@@ -232,28 +460,10 @@ async def test_a_cancellation_the_layer_turns_into_an_error_still_stops_the_hub(
                 raise ConnectionError("closed while reading") from None
 
     hub = hub_for(Converting())
-    hub.add("room", Member("m"))
+    await hub.ajoin("room", Member("m"))
     await settle()
-    task = hub._task
-    assert task is not None
-    task.cancel()
-    await asyncio.wait({task}, timeout=1)
-    assert task.cancelled()
-
-
-async def test_the_hub_runs_in_a_context_of_its_own() -> None:
-    """It may be started from a sync handler's async_to_sync, whose context dies with it."""
-    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="clean")
-    seen: list[str] = []
-
-    class Seeing(Member):
-        def rohrpost_control(self, event: dict[str, Any]) -> None:
-            seen.append(marker.get())
-
-    layer = InMemoryChannelLayer()
-    marker.set("the starter's")
-    hub_for(layer).add("room", Seeing("m"))
-    await settle()
-    await layer.group_send(CONTROL_GROUP, control(action="close", group="room"))
-    await settle()
-    assert seen == ["clean"]
+    tasks = list(hub._tasks)
+    for task in tasks:
+        task.cancel()
+    await asyncio.wait(tasks, timeout=1)
+    assert all(task.done() for task in tasks)

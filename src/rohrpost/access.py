@@ -33,7 +33,7 @@ from typing import Any
 from channels.exceptions import StopConsumer
 
 from rohrpost import control, encoding
-from rohrpost.hub import Hub, hub_for
+from rohrpost.delivery import DeliveryMixin
 from rohrpost.outbox import Outbox
 from rohrpost.protocol import generate_id
 
@@ -42,13 +42,11 @@ __all__ = ["AccessMixin"]
 logger = logging.getLogger("rohrpost")
 
 
-class AccessMixin:
+class AccessMixin(DeliveryMixin):
     """How the server takes access away from a connection; see the module docstring."""
 
     channel_layer: Any
-    channel_name: str
     scope: Any
-    rohrpost_groups: set[str]
     _rohrpost_outgoing: Outbox | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -60,19 +58,11 @@ class AccessMixin:
         # The private group of the connection's user, once joined (see rohrpost.control).
         self._rohrpost_user_group: str | None = None
         self._rohrpost_task: asyncio.Task[Any] | None = None
-        self._rohrpost_hub: Hub | None = None
         # What each subscription was made of: group name -> (Subscriptions, kind, data).
         self.rohrpost_subscriptions: dict[str, Any] = {}
         self._rohrpost_chores: set[asyncio.Task[Any]] = set()
 
     # --- the hub -----------------------------------------------------------------------
-
-    def _rohrpost_hub_add(self, group: str) -> None:
-        if self.channel_layer is None:
-            return
-        if self._rohrpost_hub is None:
-            self._rohrpost_hub = hub_for(self.channel_layer)
-        self._rohrpost_hub.add(group, self)
 
     def _rohrpost_hub_discard(self, group: str) -> None:
         if self._rohrpost_hub is not None:
@@ -170,11 +160,15 @@ class AccessMixin:
         return True
 
     async def _rohrpost_aexpelled(self, group: str, reason: Any) -> None:
-        # In a group means joined through the layer (aadd_to_group needs one).
-        await self.channel_layer.group_discard(group, self.channel_name)
+        if not self._rohrpost_via_hub:  # the hub let go as the connection was taken out
+            await self.channel_layer.group_discard(group, self.channel_name)
         frame = {"group": group, "reason": reason}
         push = {"id": generate_id(), "type": control.UNSUBSCRIBED_TYPE, "data": frame}
         await self._rohrpost_asend(encoding.dumps(push))  # type: ignore[attr-defined]
+
+    def _rohrpost_is_revoked(self) -> bool:
+        """Whether the connection is revoked (for after an ``await``: it may have become so)."""
+        return self._rohrpost_revoked is not None
 
     def _rohrpost_forwards(self, event: dict[str, Any]) -> bool:
         """Whether a group event may reach the client (not revoked, its group not taken away)."""
@@ -186,16 +180,18 @@ class AccessMixin:
 
     async def _rohrpost_aswitch_user_group(self, group: str | None) -> None:
         old, self._rohrpost_user_group = self._rohrpost_user_group, group
-        if old == group:
+        if old == group or self.channel_layer is None:
             return
         if old is not None:
-            self._rohrpost_hub_discard(old)
-            if self.channel_layer is not None:
-                await self.channel_layer.group_discard(old, self.channel_name)
+            await self._rohrpost_aleave(old)
         if group is not None:
-            self._rohrpost_hub_add(group)
-            if self.channel_layer is not None:
-                await self.channel_layer.group_add(group, self.channel_name)
+            try:
+                await self._rohrpost_ajoin(group, hold=False)
+            except Exception:
+                # The layer is down: control events (a logout) still reach the
+                # connection through its hub; pushes to the user's group do not.
+                logger.warning("Joining the group %r failed", group, exc_info=True)
+                self._rohrpost_get_hub().add(group, self)
 
     async def _rohrpost_aset_user(self, user: Any) -> None:
         """Make ``user`` the connection's user; on a change, re-check every subscription."""

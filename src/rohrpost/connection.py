@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 import logging
 import sys
 from typing import Any, ClassVar
@@ -22,6 +23,7 @@ from rohrpost import conf, control, encoding, startup
 from rohrpost.access import AccessMixin
 from rohrpost.auth import CLOSE_UNAUTHENTICATED, TOKEN_FIELD, Authenticator
 from rohrpost.dispatch import Call, prepare_call
+from rohrpost.encoding import TolerantJSONEncoder
 from rohrpost.hub import CONTROL_EVENT_TYPE
 from rohrpost.limits import CLOSE_FLOODING, COOLDOWN, Admission, FrameGate
 from rohrpost.outbox import Outbox
@@ -49,20 +51,18 @@ class RohrpostConsumerMixin(AccessMixin):
         rohrpost_registry: The handlers this endpoint serves (default: :data:`HANDLERS`).
         rohrpost_limits: The frame size and depth bounds; ``None`` (the default)
             takes them from ``ROHRPOST["MAX_FRAME_BYTES"]`` and ``["MAX_DEPTH"]``.
-        rohrpost_groups: The groups this connection joined through :meth:`aadd_to_group`.
     """
 
     rohrpost_registry: ClassVar[HandlerRegistry] = HANDLERS
     rohrpost_limits: ClassVar[Limits | None] = None
 
     channel_layer: Any
-    channel_name: str
     send: Any  # provided by the Channels consumer the mixin is combined with
+    json_encoder: ClassVar[type[json.JSONEncoder]]  # each consumer's
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         startup.check_once()  # ASGI servers run no system checks: log their findings once
-        self.rohrpost_groups: set[str] = set()
         # Frames sent by an inline handler through the sync helpers; sent after it returns.
         self._rohrpost_outbox: list[str] | None = None
         self._rohrpost_frame_limits = self.rohrpost_limits or Limits(
@@ -87,7 +87,7 @@ class RohrpostConsumerMixin(AccessMixin):
         # The context as the server gave it: see the revocation below.
         context = contextvars.copy_context()
         try:
-            await super().__call__(scope, receive, outbox)  # type: ignore[misc]
+            await self._rohrpost_arun(scope, receive, outbox)
         except asyncio.CancelledError:
             if self._rohrpost_revoked is None:
                 raise
@@ -188,6 +188,10 @@ class RohrpostConsumerMixin(AccessMixin):
     async def aadd_to_group(self, group_name: str) -> None:
         """Join ``group_name``: the connection receives what is sent to the group.
 
+        Returns once the membership is in place at the channel layer: what is
+        sent to the group from then on reaches the connection. Pushes to a
+        group joined while a frame is handled follow that frame's reply.
+
         Raises:
             RohrpostError: No channel layer is configured (answered ``handler_error``).
         """
@@ -195,10 +199,12 @@ class RohrpostConsumerMixin(AccessMixin):
             raise startup.no_channel_layer(f"join the group {group_name!r}")
         if self._rohrpost_revoked is not None:
             return  # a revoked connection joins nothing
-        await self.channel_layer.group_add(group_name, self.channel_name)
+        await self._rohrpost_ajoin(group_name)
+        if self._rohrpost_is_revoked():  # revoked meanwhile
+            await self._rohrpost_aleave(group_name)
+            return
         self.rohrpost_groups.add(group_name)
         self._rohrpost_expelled.discard(group_name)
-        self._rohrpost_hub_add(group_name)
 
     async def aremove_from_group(self, group_name: str) -> None:
         """Leave ``group_name``; leaving a group not joined is harmless."""
@@ -206,8 +212,7 @@ class RohrpostConsumerMixin(AccessMixin):
             raise startup.no_channel_layer(f"leave the group {group_name!r}")
         self.rohrpost_groups.discard(group_name)
         self.rohrpost_subscriptions.pop(group_name, None)
-        self._rohrpost_hub_discard(group_name)
-        await self.channel_layer.group_discard(group_name, self.channel_name)
+        await self._rohrpost_aleave(group_name)
 
     def add_to_group(self, group_name: str) -> None:
         """Sync twin of :meth:`aadd_to_group`, for sync handlers."""
@@ -224,9 +229,12 @@ class RohrpostConsumerMixin(AccessMixin):
         if self._rohrpost_user_group is not None:
             groups.add(self._rohrpost_user_group)
             self._rohrpost_user_group = None
-        if self.channel_layer is not None:
+        if self.channel_layer is not None and not self._rohrpost_via_hub:
             for group_name in groups:
                 await self.channel_layer.group_discard(group_name, self.channel_name)
+
+    def _rohrpost_frames(self, event: dict[str, Any]) -> list[str]:
+        return _group_frames(self, event)
 
     async def _rohrpost_ajoin_user_group(self) -> None:
         user = self.scope.get("user")
@@ -325,6 +333,34 @@ def group_message_frames(event: dict[str, Any]) -> list[str]:
         return [encoding.dumps(message)]
     except (TypeError, ValueError):
         logger.warning("Ignoring a rohrpost.message event JSON cannot encode", exc_info=True)
+        return []
+
+
+def _group_frames(consumer: Any, event: dict[str, Any]) -> list[str]:
+    """The frames of a group message; an object is encoded with the consumer's ``json_encoder``.
+
+    None when the message may not reach the client any more: the connection
+    was revoked, or taken out of the group it was sent to (:mod:`rohrpost.access`).
+    """
+    if not consumer._rohrpost_forwards(event):
+        return []
+    encoder = consumer.json_encoder
+    message = event.get("message")
+    if (
+        encoder is TolerantJSONEncoder
+        or message is None
+        or isinstance(message, str)
+        or "messages" in event
+    ):
+        return group_message_frames(event)
+    try:
+        return [
+            json.dumps(
+                message, cls=encoder, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+            )
+        ]
+    except (TypeError, ValueError):
+        logger.warning("Ignoring a rohrpost.message event its json_encoder refuses", exc_info=True)
         return []
 
 

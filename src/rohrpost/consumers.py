@@ -29,7 +29,12 @@ from django.db import close_old_connections
 
 from rohrpost import conf
 from rohrpost import handlers as _builtin_handlers  # noqa: F401 - registers "ping"
-from rohrpost.connection import RohrpostConsumerMixin, _on_event_loop, group_message_frames
+from rohrpost.connection import (
+    RohrpostConsumerMixin,
+    _group_frames,
+    _on_event_loop,
+    group_message_frames,
+)
 from rohrpost.dispatch import Call, prepare_call
 from rohrpost.encoding import TolerantJSONEncoder
 from rohrpost.main import handle_rohrpost_message, run_call
@@ -72,6 +77,10 @@ class SyncRohrpostConsumer(RohrpostConsumerMixin, WebsocketConsumer):
             and cls.websocket_receive is WebsocketConsumer.websocket_receive
         )
         self._rohrpost_loop_forward = cls.rohrpost_message is SyncRohrpostConsumer.rohrpost_message
+
+    def _rohrpost_serves_itself(self) -> bool:
+        # An overridden rohrpost_message gets its events through its own channel, as in 4.x.
+        return type(self).rohrpost_message is not SyncRohrpostConsumer.rohrpost_message
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Route an event: frames and group messages that need no thread stay on the loop."""
@@ -159,6 +168,14 @@ class AsyncRohrpostConsumer(RohrpostConsumerMixin, AsyncWebsocketConsumer):
         super().__init__(*args, **kwargs)
         self._rohrpost_max_in_flight: int = conf.get("MAX_IN_FLIGHT")
         self._rohrpost_in_flight: set[asyncio.Task[None]] = set()
+
+    def _rohrpost_serves_itself(self) -> bool:
+        # An overridden rohrpost_message or send gets pushes through its own channel.
+        cls = type(self)
+        return (
+            cls.rohrpost_message is not AsyncRohrpostConsumer.rohrpost_message
+            or cls.send is not AsyncRohrpostConsumer.send
+        )
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Route an event; frames and group messages take a short path.
@@ -249,34 +266,6 @@ class AsyncRohrpostConsumer(RohrpostConsumerMixin, AsyncWebsocketConsumer):
             await asyncio.wait(self._rohrpost_in_flight)
         await self._aleave_all_groups()
         await super().websocket_disconnect(message)
-
-
-def _group_frames(consumer: Any, event: dict[str, Any]) -> list[str]:
-    """The frames of a group message; an object is encoded with the consumer's ``json_encoder``.
-
-    None when the message may not reach the client any more: the connection
-    was revoked, or taken out of the group it was sent to (:mod:`rohrpost.access`).
-    """
-    if not consumer._rohrpost_forwards(event):
-        return []
-    encoder = consumer.json_encoder
-    message = event.get("message")
-    if (
-        encoder is TolerantJSONEncoder
-        or message is None
-        or isinstance(message, str)
-        or "messages" in event
-    ):
-        return group_message_frames(event)
-    try:
-        return [
-            json.dumps(
-                message, cls=encoder, ensure_ascii=False, allow_nan=False, separators=(",", ":")
-            )
-        ]
-    except (TypeError, ValueError):
-        logger.warning("Ignoring a rohrpost.message event its json_encoder refuses", exc_info=True)
-        return []
 
 
 # A sync handler's call under SyncRohrpostConsumer, in a worker thread as Channels

@@ -1,29 +1,43 @@
-"""One hub per process (per event loop and channel layer): the server's hold on its connections.
+"""One hub per process (per event loop and channel layer): where group events meet connections.
 
-Control events (close a user's connections, take connections out of a group,
-re-check permissions; :mod:`rohrpost.control`) must take effect even when a
-connection is busy or its client reads nothing. Sent to each connection's own
-channel, they would wait behind everything queued there, or be dropped by a
-full channel. Instead every process's hub listens on one channel of its own,
-joined to the layer group :data:`CONTROL_GROUP`, and knows which of its local
-connections are in which group. A control event therefore costs one delivery
-per process, and reaches the connections it names directly, on the event
-loop, whatever they are doing.
+Channels gives every connection its own channel and a membership of its own
+in each group it joins: a ``group_send`` then costs one queue push per member
+(in Redis, for every member), and every connection runs a receive loop of its
+own on the layer. rohrpost's consumers go through their process's hub instead:
 
-The hub's receive loop survives channel-layer faults (an idle Redis timing
-out, Redis restarting): it logs the outage once, retries with backoff and
-jitter, and joins its group again when the layer answers. It also joins again
-before the layer's ``group_expiry`` would drop its membership.
+- **Pushes.** The hub joins each group its local connections need *once*,
+  through a channel of its own for that group, and hands each group event to
+  the local members directly: the frame text, encoded once by whoever
+  published it, goes into each member's outbox. A ``group_send`` costs one
+  delivery per process, on any layer. Events of other types sent to the group
+  are relayed to each member, to be dispatched in turn with its other events.
+  Connections that need their own membership (a consumer that overrides
+  ``rohrpost_message``) keep it, beside the hub; the hub still knows them for
+  control events and renews their memberships.
+- **Control.** Every hub is in :data:`CONTROL_GROUP`. Control events (close a
+  user's connections, take connections out of a group, re-check permissions;
+  :mod:`rohrpost.control`) reach the local connections they name at once,
+  whatever those are doing.
+- **Faults.** Receives that fail are retried; the hub notices an outage (a
+  receive or a send that fails, or its canary, a control event it sends
+  itself twice a second, that never comes back because Redis restarted empty),
+  logs it once, and joins every group again, with backoff and jitter, until
+  the layer answers. It also joins again before the layer's ``group_expiry``
+  would drop a membership. A Redis fault closes no WebSocket.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import random
-from collections.abc import Iterable
+import uuid
+from collections.abc import Iterable, Sequence
 from typing import Any, Final, Protocol
+
+from channels.layers import InMemoryChannelLayer
 
 __all__ = ["CONTROL_EVENT_TYPE", "CONTROL_GROUP", "Hub", "Member", "hub_for"]
 
@@ -33,10 +47,16 @@ logger = logging.getLogger("rohrpost")
 CONTROL_GROUP: Final = "rohrpost.control"
 #: The type of a control event.
 CONTROL_EVENT_TYPE: Final = "rohrpost.control"
+#: The type of the events that carry pushes (:data:`rohrpost.message.GROUP_EVENT_TYPE`).
+PUSH_EVENT_TYPE: Final = "rohrpost.message"
 
-#: Backoff after a failed layer receive: first wait, and the longest.
+#: Backoff after a layer fault: first wait, and the longest.
 RETRY_FIRST_SECONDS: Final = 0.1
-RETRY_MAX_SECONDS: Final = 5.0
+RETRY_MAX_SECONDS: Final = 1.0
+#: How often the hub checks that the layer still has its memberships.
+CANARY_SECONDS: Final = 0.5
+#: Most layer calls the hub has in flight at once when it joins all its groups again.
+REJOIN_BATCH: Final = 100
 
 
 class Member(Protocol):
@@ -45,42 +65,97 @@ class Member(Protocol):
     def rohrpost_control(self, event: dict[str, Any]) -> None:
         """Act on a control event, at once, on the event loop; must not block."""
 
+    def rohrpost_push(self, group: str, texts: Sequence[str] | None, event: dict[str, Any]) -> None:
+        """Send a group's push frames (``None``: encode ``event``'s message itself); no blocking."""
+
+    def rohrpost_relay(self, event: dict[str, Any]) -> None:
+        """Take any other group event, to be dispatched after what the connection is doing."""
+
+
+class _Served:
+    """A group the hub receives for its members, through one channel of its own."""
+
+    __slots__ = ("channel", "joining", "members", "name", "receiver")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        # Insertion-ordered: members get each push in the order they joined.
+        self.members: dict[Member, None] = {}
+        self.channel: str | None = None
+        self.joining: asyncio.Task[None] | None = None
+        self.receiver: asyncio.Task[None] | None = None
+
 
 class Hub:
-    """The local connections of one process by group, and its control channel.
+    """The local connections of one process by group, and the layer memberships serving them.
 
     Use :func:`hub_for` to get the hub of the running loop and a layer.
+
+    Attributes:
+        groups: Every local member by group, each with its own channel when it
+            keeps its own membership (``None`` when the hub serves it).
+        served: The groups the hub receives for its members.
     """
 
     def __init__(self, layer: Any) -> None:
         self.layer = layer
         self.loop = asyncio.get_running_loop()
-        self.groups: dict[str, set[Member]] = {}
-        self.channel: str | None = None
-        self._task: asyncio.Task[None] | None = None
+        self.groups: dict[str, dict[Member, str | None]] = {}
+        self.served: dict[str, _Served] = {}
+        self.channel: str | None = None  # the control channel
+        self._canary_group = f"rohrpost.hub.{uuid.uuid4().hex}"
+        self._canary_sent = 0
+        self._canary_seen = 0
+        self._trouble = asyncio.Event()  # set on a fault: join everything again
+        self._outage = False
+        self._healthy = asyncio.Event()  # clear during an outage
+        self._healthy.set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._started = False
 
-    def add(self, group: str, member: Member) -> None:
-        """Note that ``member`` is in ``group``; the first member starts the hub.
+    # --- members -------------------------------------------------------------------------
 
-        Once started, the hub runs as long as its event loop: stopping it when
-        the last connection goes and starting it again with the next would
-        churn the layer's receive machinery for nothing.
+    def add(self, group: str, member: Member, channel: str | None = None) -> None:
+        """Note that ``member`` is in ``group`` through its own ``channel`` (control only)."""
+        self.groups.setdefault(group, {})[member] = channel
+        self._start()
+
+    async def ajoin(self, group: str, member: Member) -> None:
+        """Serve ``group``'s events to ``member``; return once the layer membership is in place.
+
+        Raises:
+            Exception: The layer failed to add the membership; ``member`` is
+                then not in the group.
         """
-        self.groups.setdefault(group, set()).add(member)
-        if self._task is None:
-            # In a context of its own: the first member may join from a sync
-            # handler's async_to_sync, whose context (asgiref's executor for that
-            # worker thread) is dead once the handler returns; the hub, and the
-            # permission re-checks it starts, outlive it.
-            self._task = contextvars.Context().run(self.loop.create_task, self._arun())
+        self.groups.setdefault(group, {})[member] = None
+        self._start()
+        served = self.served.get(group)
+        if served is None:
+            served = self.served[group] = _Served(group)
+        served.members[member] = None
+        if served.receiver is not None:
+            return
+        if served.joining is None:
+            served.joining = self._spawn(self._aopen(served))
+        try:
+            await asyncio.shield(served.joining)
+        except Exception:
+            self.discard(group, member)
+            raise
 
     def discard(self, group: str, member: Member) -> None:
-        """Note that ``member`` left ``group``."""
+        """Note that ``member`` left ``group``; the hub leaves a group nobody needs any more."""
         members = self.groups.get(group)
         if members is not None:
-            members.discard(member)
+            members.pop(member, None)
             if not members:
                 del self.groups[group]
+        served = self.served.get(group)
+        if served is not None:
+            served.members.pop(member, None)
+            if not served.members:
+                del self.served[group]
+                self._spawn(self._aclose(served))
 
     def forget(self, member: Member, groups: Iterable[str]) -> None:
         """Note that ``member`` left all of ``groups`` (it is closing)."""
@@ -91,13 +166,18 @@ class Hub:
         """The local members of ``group``, as a list (acting on them may change the set)."""
         return list(self.groups.get(group, ()))
 
+    # --- events --------------------------------------------------------------------------
+
     def route(self, event: dict[str, Any]) -> None:
         """Hand a control event to every local member it is for."""
         group = event.get("group")
         if isinstance(group, str):
             targets: Iterable[Member] = self.members(group)
-        elif event.get("group") is None and isinstance(event.get("kind"), str):
+        elif group is None and isinstance(event.get("kind"), str):
             targets = {member for members in self.groups.values() for member in members}
+        elif event.get("action") == "canary":
+            self._canary_seen = max(self._canary_seen, _count(event.get("canary")))
+            return
         else:
             logger.warning("Ignoring a control event without a group: %r", event)
             return
@@ -107,71 +187,232 @@ class Hub:
             except Exception:  # one connection's failure must not stop the others
                 logger.exception("A connection failed to act on a control event")
 
-    async def _ajoin(self) -> None:
-        if self.channel is None:
-            # The layer's own naming: channels_redis serves every channel of a
-            # process from one list per prefix, with one receive lock for all of them.
-            self.channel = await self.layer.new_channel()
+    def deliver(self, served: _Served, event: dict[str, Any]) -> None:
+        """Hand a group event to every local member the hub serves it to."""
+        members = tuple(served.members)  # a member that falls behind leaves while served
+        if event.get("type") != PUSH_EVENT_TYPE:
+            for member in members:
+                member.rohrpost_relay(event)
+            return
+        texts = _push_texts(event)
+        group = served.name
+        for member in members:
+            try:
+                member.rohrpost_push(group, texts, event)
+            except Exception:
+                logger.exception("A connection failed to take a push")
+
+    # --- the layer -----------------------------------------------------------------------
+
+    def _start(self) -> None:
+        """Start the control receive loop and the upkeep, once, for the loop's lifetime.
+
+        In a context of their own: the first member may join from a sync
+        handler's ``async_to_sync``, whose context (asgiref's executor for
+        that worker thread) is dead once the handler returns; the hub, and
+        the permission re-checks it starts, outlive it.
+        """
+        if self._started:
+            return
+        self._started = True
+        context = contextvars.Context()
+        for work in (self._acontrol(), self._aupkeep()):
+            task = context.run(self.loop.create_task, work)
+            self._tasks.add(task)
+
+    def _spawn(self, work: Any) -> asyncio.Task[Any]:
+        task = contextvars.Context().run(self.loop.create_task, work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _aopen(self, served: _Served) -> None:
+        """Make the group's channel, join it to the group and start receiving on it."""
+        try:
+            channel = served.channel or await self.layer.new_channel()
+            served.channel = channel
+            await self.layer.group_add(served.name, channel)
+        except Exception as exc:
+            self.report_fault(exc)
+            raise
+        finally:
+            served.joining = None
+        if self.served.get(served.name) is served:
+            served.receiver = self._spawn(self._areceive(channel, served))
+        else:  # everyone left while the layer answered
+            self._spawn(self._aclose(served))
+
+    async def _aclose(self, served: _Served) -> None:
+        """Leave a group nobody here needs any more."""
+        if served.joining is not None:
+            await asyncio.wait({served.joining})
+        if served.channel is not None:
+            try:
+                await self.layer.group_discard(served.name, served.channel)
+            except Exception:  # it expires (or was lost with Redis); the pushes are ignored
+                logger.debug("Leaving group %r failed", served.name, exc_info=True)
+        if served.receiver is not None:
+            served.receiver.cancel()
+
+    async def _areceive(self, channel: str, served: _Served | None) -> None:
+        """Receive on ``channel`` for ever: a group's events, or (``None``) control events."""
+        layer = self.layer
+        while True:
+            try:
+                # Awaited directly, never under a timeout: channels_redis's receive
+                # must see a cancellation itself to hand on its receive lock.
+                event = await layer.receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                _raise_if_cancelling()
+                if _is_idle_timeout(exc):
+                    # An idle Redis connection timed out (socket_timeout at or below
+                    # the layer's blocking time; system check rohrpost.W004): again.
+                    continue
+                self.report_fault(exc)
+                await self.await_recovery()
+                continue
+            if served is not None:
+                self.deliver(served, event)
+            elif event.get("type") == CONTROL_EVENT_TYPE:
+                self.route(event)
+            else:
+                logger.warning("Ignoring an event of type %r on the hub", event.get("type"))
+
+    async def _acontrol(self) -> None:
+        """Join the control group (retrying until the layer answers), then receive on it."""
+        while self.channel is None:
+            try:
+                self.channel = await self.layer.new_channel()
+            except Exception as exc:
+                _raise_if_cancelling()
+                self.report_fault(exc)
+                await self.await_recovery()
+        try:
+            await self._ajoin_control()
+        except Exception as exc:  # the upkeep joins again once the layer answers
+            _raise_if_cancelling()
+            self.report_fault(exc)
+        await self._areceive(self.channel, None)
+
+    async def _ajoin_control(self) -> None:
+        assert self.channel is not None
         await self.layer.group_add(CONTROL_GROUP, self.channel)
+        if self._watches():
+            await self.layer.group_add(self._canary_group, self.channel)
+
+    def _watches(self) -> bool:
+        """Whether the layer can lose memberships (Redis can; the in-memory layer cannot)."""
+        return not isinstance(self.layer, InMemoryChannelLayer)
+
+    def report_fault(self, exc: BaseException) -> None:
+        """Note a layer fault: log it once per outage and have the upkeep join everything again."""
+        if not self._outage:
+            self._outage = True
+            self._healthy.clear()
+            logger.warning(
+                "The channel layer failed; rohrpost's hub retries until it answers",
+                exc_info=exc,
+            )
+        self._trouble.set()
+
+    async def await_recovery(self) -> None:
+        """Wait, with jitter, until the upkeep finds the layer answering again."""
+        await asyncio.sleep(RETRY_FIRST_SECONDS * (0.5 + random.random()))
+        await self._healthy.wait()
+
+    async def _aupkeep(self) -> None:
+        """Keep the memberships: renew them before they expire, restore them after a loss."""
+        renew_every = self._rejoin_every()
+        next_renewal = None if renew_every is None else self.loop.time() + renew_every
+        tick = CANARY_SECONDS if renew_every is None else min(CANARY_SECONDS, renew_every)
+        delay = RETRY_FIRST_SECONDS
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._trouble.wait(), tick)
+            # Two canaries unanswered (not one: a busy layer may just be slow).
+            lost = self._canary_sent - self._canary_seen >= 2
+            due = next_renewal is not None and self.loop.time() >= next_renewal
+            if not (self._trouble.is_set() or lost or due):
+                await self._asend_canary()
+                continue
+            self._trouble.clear()
+            try:
+                await self._arejoin_all()
+            except Exception as exc:
+                _raise_if_cancelling()
+                self.report_fault(exc)
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+                continue
+            delay = RETRY_FIRST_SECONDS
+            if renew_every is not None:
+                next_renewal = self.loop.time() + renew_every
+            self._canary_seen = self._canary_sent
+            if self._outage:
+                self._outage = False
+                self._healthy.set()
+                logger.warning("The channel layer answers again; rohrpost's hub joined its groups")
+            elif lost:
+                logger.warning("The channel layer had lost rohrpost's groups; the hub joined again")
+
+    async def _asend_canary(self) -> None:
+        if not self._watches() or self.channel is None:
+            return
+        self._canary_sent += 1
+        event = {"type": CONTROL_EVENT_TYPE, "action": "canary", "canary": self._canary_sent}
+        try:
+            await self.layer.group_send(self._canary_group, event)
+        except Exception as exc:
+            _raise_if_cancelling()
+            self.report_fault(exc)
+
+    async def _arejoin_all(self) -> None:
+        """Add every membership the hub stands for again: its own and its members' own."""
+        if self.channel is not None:
+            await self._ajoin_control()
+        memberships = [
+            (name, served.channel)
+            for name, served in self.served.items()
+            if served.channel is not None and served.receiver is not None
+        ]
+        memberships += [
+            (group, channel)
+            for group, members in self.groups.items()
+            for channel in members.values()
+            if channel is not None
+        ]
+        for start in range(0, len(memberships), REJOIN_BATCH):
+            batch = memberships[start : start + REJOIN_BATCH]
+            await asyncio.gather(*(self.layer.group_add(g, c) for g, c in batch))
 
     def _rejoin_every(self) -> float | None:
-        """Seconds after which the membership is renewed: half the layer's ``group_expiry``."""
+        """Seconds after which the memberships are renewed: half the layer's ``group_expiry``."""
         expiry = getattr(self.layer, "group_expiry", None)
         if not isinstance(expiry, int | float) or isinstance(expiry, bool) or expiry <= 0:
             return None
         return expiry / 2
 
-    async def _arun(self) -> None:
-        """Receive control events for ever; a layer fault is retried, never fatal."""
-        renewer = None
-        if (every := self._rejoin_every()) is not None:
-            renewer = self.loop.create_task(self._arenew(every))
-        try:
-            await self._areceive()
-        finally:
-            if renewer is not None:
-                renewer.cancel()
 
-    async def _areceive(self) -> None:
-        delay = RETRY_FIRST_SECONDS
-        outage = False
-        while True:
-            try:
-                if self.channel is None or outage:
-                    await self._ajoin()
-                # Awaited directly, never under a timeout: channels_redis's receive
-                # must see the cancellation itself to hand on its receive lock.
-                event = await self.layer.receive(self.channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                _raise_if_cancelling()
-                if not outage:
-                    logger.warning(
-                        "The channel layer failed; the hub retries until it answers",
-                        exc_info=True,
-                    )
-                outage = True
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, RETRY_MAX_SECONDS)
-                continue
-            if outage:
-                logger.warning("The channel layer answers again; the hub is back")
-                outage, delay = False, RETRY_FIRST_SECONDS
-            if event.get("type") == CONTROL_EVENT_TYPE:
-                self.route(event)
-            else:
-                logger.warning("Ignoring an event of type %r on the hub", event.get("type"))
+def _push_texts(event: dict[str, Any]) -> Sequence[str] | None:
+    """The frames a push event carries, when they are text (``None``: each member encodes)."""
+    messages = event.get("messages")
+    if messages is None:
+        message = event.get("message")
+        return (message,) if isinstance(message, str) else None
+    if isinstance(messages, list) and all(isinstance(text, str) for text in messages):
+        return messages
+    return None
 
-    async def _arenew(self, every: float) -> None:
-        """Join the control group again before the layer's ``group_expiry`` drops it."""
-        while True:
-            await asyncio.sleep(every)
-            try:
-                await self._ajoin()
-            except Exception:  # the receive loop reports outages
-                _raise_if_cancelling()
-                logger.debug("Renewing the hub's membership failed", exc_info=True)
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _is_idle_timeout(exc: BaseException) -> bool:
+    """Whether a receive failed only because an idle Redis connection timed out."""
+    return type(exc).__name__ == "TimeoutError" and type(exc).__module__.startswith("redis")
 
 
 def _raise_if_cancelling() -> None:

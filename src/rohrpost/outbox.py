@@ -111,8 +111,19 @@ class Outbox:
             self._accepted = kind == "websocket.accept"
             await self._send(message)
             return
-        if self._closing:
-            return  # closed already: later frames (and closes) are dropped
+        self.put(message)
+
+    def put(self, message: dict[str, Any]) -> None:
+        """Queue a frame (or the close) after the handshake, without waiting; on the event loop.
+
+        What the hub calls for every push: writing a frame to a client that
+        reads starts at once, as with ``await outbox(message)``.
+        """
+        kind = message["type"]
+        if self._closing or not self._accepted:
+            # Closed already: later frames (and closes) are dropped. Not accepted
+            # yet: a push to a group joined before the handshake has no client.
+            return
         if kind == "websocket.close":
             self._closing = True
         else:

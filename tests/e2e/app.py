@@ -18,7 +18,7 @@ which this module adds handlers that exercise each way a handler can run
     say      send_message(...) twice, then returns a reply (sync)
     asay     await asend_message(...) twice, then returns a reply (async def)
     badreply returns data["kind"] of a value JSON cannot encode
-    members  how many channels the in-memory layer holds in data["group"]
+    members  how many connections the process's hub holds in data["group"]
     codec    the name of the JSON codec the server runs with
     stray    group_send of an event no consumer handles, then a real shout
 """
@@ -48,6 +48,7 @@ from rohrpost import (  # noqa: E402
     send_message,
     send_to_group,
 )
+from rohrpost.hub import hub_for  # noqa: E402
 from tests.e2e import BOOM_TEXT  # noqa: E402
 
 
@@ -145,8 +146,9 @@ def handle_ishout(consumer: Any, request: dict[str, Any]) -> dict[str, bool]:
 
 @rohrpost_handler("members")
 async def handle_members(consumer: Any, request: dict[str, Any]) -> int:
-    # InMemoryChannelLayer keeps {group: {channel: joined_at}} in `groups`.
-    return len(get_channel_layer().groups.get(_group(request), {}))
+    # The process's hub holds the connections of each group; the layer, one
+    # membership for all of them.
+    return len(hub_for(get_channel_layer()).members(_group(request)))
 
 
 @rohrpost_handler("codec", inline=True)

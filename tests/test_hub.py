@@ -467,3 +467,94 @@ async def test_a_cancellation_the_layer_turns_into_an_error_still_stops_the_hub(
         task.cancel()
     await asyncio.wait(tasks, timeout=1)
     assert all(task.done() for task in tasks)
+
+
+@pytest.mark.usefixtures("fast_hub")
+async def test_receives_that_fail_on_a_served_group_are_retried(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    layer = FlakyLayer(failures=0, group_expiry=0)  # no renewals: only the fault rejoins
+    hub = hub_for(layer)
+    member = Member("m")
+    await hub.ajoin("room", member)
+    await settle()
+    layer.failures = 3
+    with caplog.at_level(logging.WARNING, "rohrpost"):
+        await layer.group_send("room", {"type": PUSH, "message": "wake"})  # a receive returns
+        await until(lambda: not layer.failures and not hub._outage)
+        await layer.group_send("room", {"type": PUSH, "message": "after"})
+        await until(lambda: ("room", ["after"]) in member.pushes)
+    assert "The channel layer failed" in caplog.text
+
+
+@pytest.mark.usefixtures("fast_hub")
+async def test_a_hub_whose_first_layer_calls_fail_starts_once_the_layer_answers() -> None:
+    class Unready(FlakyLayer):
+        new_channel_failures = 1
+        control_join_failures = 1
+
+        async def new_channel(self, prefix: str = "specific.") -> str:
+            if self.new_channel_failures:
+                self.new_channel_failures -= 1
+                raise ConnectionError("Redis is down")
+            return await super().new_channel(prefix)  # type: ignore[no-any-return]
+
+        async def group_add(self, group: str, channel: str) -> None:
+            if group == CONTROL_GROUP and self.control_join_failures:
+                self.control_join_failures -= 1
+                raise ConnectionError("Redis is down")
+            await super().group_add(group, channel)
+
+    layer = Unready(failures=0)
+    hub = hub_for(layer)
+    member = Member("m")
+    hub.add("room", member)
+    await until(lambda: CONTROL_GROUP in layer.groups and not hub._outage)
+    await layer.group_send(CONTROL_GROUP, control(action="close", group="room"))
+    await until(lambda: bool(member.events))
+
+
+async def test_rejoining_before_the_control_channel_exists_joins_the_groups_only() -> None:
+    layer = InMemoryChannelLayer()
+    hub = Hub(layer)  # not started: no control channel yet
+    hub.groups["room"] = {Member("own"): "own.channel!x"}
+    await hub._arejoin_all()
+    assert set(layer.groups) == {"room"}
+
+
+async def test_a_failed_leave_is_logged_and_left_to_expire(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class FailingLeaves(InMemoryChannelLayer):  # type: ignore[misc]
+        async def group_discard(self, group: str, channel: str) -> None:
+            raise ConnectionError("Redis is down")
+
+    hub = hub_for(FailingLeaves())
+    member = Member("m")
+    await hub.ajoin("room", member)
+    with caplog.at_level(logging.DEBUG, "rohrpost"):
+        hub.discard("room", member)
+        await settle()
+    assert "Leaving group 'room' failed" in caplog.text
+    assert hub.served == {}
+
+
+@pytest.mark.usefixtures("fast_hub")
+async def test_a_join_whose_channel_cannot_be_made_leaves_nothing_behind() -> None:
+    class NoChannels(InMemoryChannelLayer):  # type: ignore[misc]
+        failing = True
+
+        async def new_channel(self, prefix: str = "specific.") -> str:
+            if self.failing and asyncio.current_task() is not None and self.groups:
+                raise ConnectionError("Redis is down")
+            return await super().new_channel(prefix)  # type: ignore[no-any-return]
+
+    layer = NoChannels()
+    hub = hub_for(layer)
+    hub.add("control-first", Member("x"))
+    await until(lambda: CONTROL_GROUP in layer.groups)
+    with pytest.raises(ConnectionError):
+        await hub.ajoin("room", Member("m"))
+    await settle()
+    assert hub.served == {}
+    assert "room" not in layer.groups

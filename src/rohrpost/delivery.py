@@ -83,7 +83,7 @@ class DeliveryMixin:
 
     def _rohrpost_serves_itself(self) -> bool:
         """Whether the connection needs its own layer membership (each consumer tells)."""
-        return False
+        raise NotImplementedError  # pragma: no cover - both consumers define it
 
     # --- the event loop ------------------------------------------------------------------
 
@@ -129,6 +129,11 @@ class DeliveryMixin:
     async def _rohrpost_arelay(self) -> None:
         try:
             await self._rohrpost_adrain_inbox()
+        except StopConsumer:
+            # An event handler ended the consumer, as Channels lets it: close the
+            # connection; the client's disconnect then ends it.
+            assert self._rohrpost_outgoing is not None
+            self._rohrpost_outgoing.put({"type": "websocket.close", "code": 1000})
         finally:
             self._rohrpost_relaying = None
 

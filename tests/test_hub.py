@@ -404,6 +404,7 @@ async def test_a_failing_canary_is_an_outage(
     with caplog.at_level(logging.WARNING, "rohrpost"):
         await hub.ajoin("room", Member("m"))
         await until(lambda: not layer.sends_failing and hub._canary_seen > 0)
+        await until(lambda: not hub._outage)
     assert caplog.text.count("The channel layer failed") >= 1
     assert "answers again" in caplog.text
 

@@ -39,7 +39,13 @@ from asgiref.sync import async_to_sync
 from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
 
-from rohrpost.hub import Hub, _is_idle_timeout, _raise_if_cancelling, hub_for
+from rohrpost.hub import (
+    RETRY_FIRST_SECONDS,
+    Hub,
+    _is_idle_timeout,
+    _raise_if_cancelling,
+    hub_for,
+)
 from rohrpost.outbox import Outbox
 
 __all__ = ["DeliveryMixin"]
@@ -189,6 +195,7 @@ class DeliveryMixin:
         """Receive on the connection's own channel for ever; a layer fault is retried."""
         layer, channel = self.channel_layer, self._rohrpost_channel
         hub = self._rohrpost_get_hub()
+        delay = RETRY_FIRST_SECONDS
         while True:
             try:
                 event = await layer.receive(channel)
@@ -198,8 +205,9 @@ class DeliveryMixin:
                 _raise_if_cancelling()
                 if not _is_idle_timeout(exc):
                     hub.report_fault(exc)
-                    await hub.await_recovery()
+                    delay = await hub.aretry_pause(delay)
                 continue
+            delay = RETRY_FIRST_SECONDS
             self.rohrpost_relay(event)
 
     def _rohrpost_stop_listening(self) -> None:

@@ -106,10 +106,10 @@ class Hub:
         self._canary_group = f"rohrpost.hub.{uuid.uuid4().hex}"
         self._canary_sent = 0
         self._canary_seen = 0
+        # The canary count when the groups were last joined again, None since a fault.
+        self._rejoined_at: int | None = 0
         self._trouble = asyncio.Event()  # set on a fault: join everything again
         self._outage = False
-        self._healthy = asyncio.Event()  # clear during an outage
-        self._healthy.set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started = False
 
@@ -257,6 +257,7 @@ class Hub:
     async def _areceive(self, channel: str, served: _Served | None) -> None:
         """Receive on ``channel`` for ever: a group's events, or (``None``) control events."""
         layer = self.layer
+        delay = RETRY_FIRST_SECONDS
         while True:
             try:
                 # Awaited directly, never under a timeout: channels_redis's receive
@@ -271,8 +272,9 @@ class Hub:
                     # the layer's blocking time; system check rohrpost.W004): again.
                     continue
                 self.report_fault(exc)
-                await self.await_recovery()
+                delay = await self.aretry_pause(delay)
                 continue
+            delay = RETRY_FIRST_SECONDS
             if served is not None:
                 self.deliver(served, event)
             elif event.get("type") == CONTROL_EVENT_TYPE:
@@ -282,13 +284,14 @@ class Hub:
 
     async def _acontrol(self) -> None:
         """Join the control group (retrying until the layer answers), then receive on it."""
+        delay = RETRY_FIRST_SECONDS
         while self.channel is None:
             try:
                 self.channel = await self.layer.new_channel()
             except Exception as exc:
                 _raise_if_cancelling()
                 self.report_fault(exc)
-                await self.await_recovery()
+                delay = await self.aretry_pause(delay)
         try:
             await self._ajoin_control()
         except Exception as exc:  # the upkeep joins again once the layer answers
@@ -308,19 +311,20 @@ class Hub:
 
     def report_fault(self, exc: BaseException) -> None:
         """Note a layer fault: log it once per outage and have the upkeep join everything again."""
+        self._rejoined_at = None
         if not self._outage:
             self._outage = True
-            self._healthy.clear()
             logger.warning(
                 "The channel layer failed; rohrpost's hub retries until it answers",
                 exc_info=exc,
             )
         self._trouble.set()
 
-    async def await_recovery(self) -> None:
-        """Wait, with jitter, until the upkeep finds the layer answering again."""
-        await asyncio.sleep(RETRY_FIRST_SECONDS * (0.5 + random.random()))
-        await self._healthy.wait()
+    @staticmethod
+    async def aretry_pause(delay: float) -> float:
+        """Wait ``delay`` seconds, give or take half (jitter); return the next, longer, pause."""
+        await asyncio.sleep(delay * (0.5 + random.random()))
+        return min(delay * 2, RETRY_MAX_SECONDS)
 
     async def _aupkeep(self) -> None:
         """Keep the memberships: renew them before they expire, restore them after a loss."""
@@ -334,6 +338,14 @@ class Hub:
             # Two canaries unanswered (not one: a busy layer may just be slow).
             lost = self._canary_sent - self._canary_seen >= 2
             due = next_renewal is not None and self.loop.time() >= next_renewal
+            if (
+                self._outage
+                and self._rejoined_at is not None
+                and self._canary_seen > self._rejoined_at
+            ):
+                # A canary sent after the groups were joined again came back (a
+                # layer may take a join while down and restore it later itself).
+                self._recovered()
             if not (self._trouble.is_set() or lost or due):
                 await self._asend_canary()
                 continue
@@ -343,19 +355,21 @@ class Hub:
             except Exception as exc:
                 _raise_if_cancelling()
                 self.report_fault(exc)
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, RETRY_MAX_SECONDS)
+                delay = await self.aretry_pause(delay)
                 continue
             delay = RETRY_FIRST_SECONDS
             if renew_every is not None:
                 next_renewal = self.loop.time() + renew_every
-            self._canary_seen = self._canary_sent
-            if self._outage:
-                self._outage = False
-                self._healthy.set()
-                logger.warning("The channel layer answers again; rohrpost's hub joined its groups")
-            elif lost:
+            self._canary_seen = self._rejoined_at = self._canary_sent
+            if lost and not self._outage:
                 logger.warning("The channel layer had lost rohrpost's groups; the hub joined again")
+            if self._outage and not self._watches():
+                self._recovered()
+            await self._asend_canary()
+
+    def _recovered(self) -> None:
+        self._outage = False
+        logger.warning("The channel layer answers again; rohrpost's hub joined its groups")
 
     async def _asend_canary(self) -> None:
         if not self._watches() or self.channel is None:

@@ -1,0 +1,332 @@
+"""Several server processes, one app, one Redis that idles, expires and restarts empty.
+
+Two uvicorn processes serve :mod:`tests.e2e.app` over a ``redis-server`` of
+the test's own (a free port, no persistence: a restart comes back empty),
+configured the way channels_redis's README shows it, a plain URL, on both
+Redis layers. A plain Python process publishes too. Real clients
+(:mod:`websockets`) connect to both processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from websockets.asyncio.client import ClientConnection, connect
+
+from tests.e2e.wire import assert_ping_works, call, send_json
+from tests.services import services_required
+
+ROOT = Path(__file__).resolve().parent.parent
+START_SECONDS = 20.0
+#: channels_redis drops a membership this long after it was added unless renewed;
+#: small here, so that the tests outlive it several times over.
+GROUP_EXPIRY = 4
+_ids = itertools.count(1)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """A ``redis-server`` of the test's own; :meth:`restart` brings it back empty."""
+
+    def __init__(self, directory: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            reason = "redis-server is not installed"
+            if services_required():
+                pytest.fail(f"{reason}, and ROHRPOST_REQUIRE_SERVICES is set", pytrace=False)
+            pytest.skip(reason)
+        self.binary = binary
+        self.directory = directory
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--save", "", "--appendonly", "no", "--dir", str(self.directory)]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        client = self.client()
+        deadline = time.monotonic() + START_SECONDS
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        client.close()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, socket_timeout=5)
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    def url(self, endpoint: str) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/{endpoint}/"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _env(redis_server: RedisServer, layer: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.e2e.settings",
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+        "PYTHONUNBUFFERED": "1",
+        "E2E_REDIS_URL": redis_server.url,
+        "E2E_REDIS_LAYER": layer,
+    }
+    if layer == "core":
+        env["E2E_GROUP_EXPIRY"] = str(GROUP_EXPIRY)
+    return env
+
+
+def _start_server(env: dict[str, str], log_path: Path) -> Server:
+    port = _free_port()
+    command = [sys.executable, "-m", "uvicorn", "tests.e2e.app:application"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--lifespan", "off"]
+    command += ["--log-level", "warning"]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = Server(process, port, log_path)
+    deadline = time.monotonic() + START_SECONDS
+    while True:
+        assert process.poll() is None, f"uvicorn exited:\n{server.log()}"
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return server
+        except OSError:
+            assert time.monotonic() < deadline, f"uvicorn did not listen:\n{server.log()}"
+            time.sleep(0.05)
+
+
+@dataclass
+class Cluster:
+    layer: str
+    redis: RedisServer
+    servers: list[Server]
+    env: dict[str, str]
+
+    def publish(self, group: str, text: str) -> None:
+        """Publish from a plain Python process (no server, no event loop of its own)."""
+        code = (
+            "import django; django.setup()\n"
+            "import sys\n"
+            "from rohrpost.message import send_to_group\n"
+            "send_to_group(sys.argv[1], {'type': 'shout', 'data': {'text': sys.argv[2]}})\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code, group, text],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture(scope="module", params=["core", "pubsub"])
+def cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    layer = str(request.param)
+    directory = tmp_path_factory.mktemp(f"processes-{layer}")
+    redis_server = RedisServer(directory)
+    env = _env(redis_server, layer)
+    servers: list[Server] = []
+    try:
+        for name in ("a", "b"):
+            servers.append(_start_server(env, directory / f"server-{name}.log"))
+        yield Cluster(layer, redis_server, servers, env)
+    finally:
+        for server in servers:
+            server.process.terminate()
+            try:
+                server.process.wait(10)
+            except subprocess.TimeoutExpired:
+                server.process.kill()
+        redis_server.stop()
+
+
+@pytest.fixture
+async def clients(cluster: Cluster) -> AsyncIterator[list[ClientConnection]]:
+    """``n`` clients per server, alternating async and sync endpoints (filled by ``open``)."""
+    opened: list[ClientConnection] = []
+    yield opened
+    for connection in opened:
+        await connection.close()
+
+
+async def open_clients(cluster: Cluster, per_server: int, opened: list[ClientConnection]) -> None:
+    for server in cluster.servers:
+        for i in range(per_server):
+            endpoint = ("async", "sync")[i % 2]
+            opened.append(await connect(server.url(endpoint), open_timeout=10))
+
+
+async def join(connection: ClientConnection, group: str) -> None:
+    request_id = next(_ids)
+    reply = await call(connection, {"id": request_id, "type": "ajoin", "data": {"group": group}})
+    assert reply == {"id": request_id, "type": "ajoin", "data": {"group": group}}
+
+
+async def shout(connection: ClientConnection, group: str, text: str) -> None:
+    """Ask the server to push ``text`` to ``group``; its reply is skipped by :func:`pushes`."""
+    data = {"group": group, "text": text}
+    await send_json(connection, {"id": next(_ids), "type": "ashout", "data": data})
+
+
+async def pushes(connection: ClientConnection, count: int, seconds: float = 10.0) -> list[str]:
+    """The texts of the next ``count`` shout pushes (other frames are skipped)."""
+    texts: list[str] = []
+    deadline = time.monotonic() + seconds
+    while len(texts) < count:
+        frame = json.loads(await asyncio.wait_for(connection.recv(), deadline - time.monotonic()))
+        if frame.get("type") == "shout":
+            texts.append(frame["data"]["text"])
+    return texts
+
+
+def group_name(cluster: Cluster, topic: str) -> str:
+    return f"{topic}-{cluster.layer}-{next(_ids)}"
+
+
+# --- pushes across processes -----------------------------------------------------------------
+
+
+async def test_pushes_caused_in_any_process_reach_clients_on_every_process(
+    cluster: Cluster, clients: list[ClientConnection]
+) -> None:
+    await open_clients(cluster, 3, clients)
+    group = group_name(cluster, "everywhere")
+    for connection in clients:
+        await join(connection, group)
+    on_a, on_b = clients[0], clients[3]
+    await shout(on_a, group, "from a")
+    await shout(on_b, group, "from b")
+    await asyncio.to_thread(cluster.publish, group, "from a script")
+    for connection in clients:  # three sources: no order among them
+        assert sorted(await pushes(connection, 3)) == ["from a", "from a script", "from b"]
+
+
+async def test_connections_leave_no_membership_behind(
+    cluster: Cluster, clients: list[ClientConnection]
+) -> None:
+    """1000 connect, subscribe, disconnect cycles over both processes."""
+    topic = f"cycle-{cluster.layer}"
+
+    async def cycle(i: int) -> None:
+        server = cluster.servers[i % 2]
+        async with connect(server.url(("async", "sync")[i // 2 % 2]), open_timeout=10) as c:
+            await join(c, f"{topic}-{i % 10}")
+
+    for start in range(0, 1000, 50):
+        await asyncio.gather(*(cycle(i) for i in range(start, start + 50)))
+    client = cluster.redis.client()
+    try:
+        deadline = time.monotonic() + 10
+        while left := _memberships(client, cluster.layer, topic):
+            assert time.monotonic() < deadline, f"memberships left in Redis: {left}"
+            await asyncio.sleep(0.1)
+    finally:
+        client.close()
+    # The servers still serve, across processes.
+    await open_clients(cluster, 1, clients)
+    group = group_name(cluster, "after-cycles")
+    for connection in clients:
+        await join(connection, group)
+    await shout(clients[0], group, "still here")
+    for connection in clients:
+        assert await pushes(connection, 1) == ["still here"]
+
+
+def _memberships(client: redis.Redis, layer: str, topic: str) -> list[Any]:
+    """What Redis still holds for the groups ``topic-*``."""
+    if layer == "core":
+        return [key for key in client.keys(f"asgi:group:{topic}-*") if client.zcard(key)]
+    return list(client.pubsub_channels(f"*{topic}-*"))
+
+
+async def test_idle_connections_live_on_past_the_timeouts_and_the_group_expiry(
+    cluster: Cluster, clients: list[ClientConnection]
+) -> None:
+    """Idle well past redis-py's 5 s socket timeout and channels_redis's group expiry.
+
+    60 s on ``RedisChannelLayer`` (the layer whose every idle consumer crashed
+    after 5 s); the Pub/Sub layer, which had no such fault, idles 12 s.
+    """
+    idle = 60 if cluster.layer == "core" else 12
+    await open_clients(cluster, 2, clients)
+    group = group_name(cluster, "idle")
+    for connection in clients:
+        await join(connection, group)
+    await asyncio.sleep(idle)
+    for connection in clients:
+        await assert_ping_works(connection)
+    await shout(clients[0], group, "after the idle time")
+    await asyncio.to_thread(cluster.publish, group, "and from a script")
+    for connection in clients:
+        assert await pushes(connection, 2) == ["after the idle time", "and from a script"]
+
+
+async def test_a_redis_restart_closes_no_socket_and_every_subscriber_gets_the_next_push(
+    cluster: Cluster, clients: list[ClientConnection]
+) -> None:
+    """Redis stops for 3 s and comes back empty; a push 2 s later reaches everyone."""
+    await open_clients(cluster, 10, clients)
+    group = group_name(cluster, "restart")
+    for connection in clients:
+        await join(connection, group)
+    cluster.redis.stop()
+    await asyncio.sleep(1)
+    # Publishing meanwhile fails in the background; the request that caused it is answered.
+    await shout(clients[0], group, "lost in the outage")
+    await asyncio.sleep(2)
+    await asyncio.to_thread(cluster.redis.start)
+    await asyncio.sleep(2)
+    await shout(clients[0], group, "after the restart")
+    for connection in clients:
+        # The push sent during the outage may or may not have gone out: nothing else may.
+        received = await pushes(connection, 1)
+        if received == ["lost in the outage"]:
+            received = await pushes(connection, 1)
+        assert received == ["after the restart"]
+        await assert_ping_works(connection)
+    for server in cluster.servers:
+        assert server.process.poll() is None
+        log = server.log()
+        assert log.count("The channel layer failed") <= 2, log
+        assert "answers again" in log or "had lost" in log, log

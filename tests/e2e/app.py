@@ -18,6 +18,8 @@ which this module adds handlers that exercise each way a handler can run
     say      send_message(...) twice, then returns a reply (sync)
     asay     await asend_message(...) twice, then returns a reply (async def)
     badreply returns data["kind"] of a value JSON cannot encode
+    burst    data["count"] pushes of data["size"] characters to data["group"]
+    rss      the server process's resident memory in kB
     members  how many connections the process's hub holds in data["group"]
     codec    the name of the JSON codec the server runs with
     stray    group_send of an event no consumer handles, then a real shout
@@ -142,6 +144,26 @@ async def handle_ashout(consumer: Any, request: dict[str, Any]) -> dict[str, boo
 def handle_ishout(consumer: Any, request: dict[str, Any]) -> dict[str, bool]:
     send_to_group(_group(request), _push(request))
     return {"sent": True}
+
+
+@rohrpost_handler("burst")
+async def handle_burst(consumer: Any, request: dict[str, Any]) -> dict[str, int]:
+    """``data["count"]`` pushes of ``data["size"]`` characters to ``data["group"]``."""
+    text = "x" * int(request["data"]["size"])
+    count = int(request["data"]["count"])
+    for _ in range(count):
+        await asend_to_group(_group(request), {"type": "shout", "data": {"text": text}})
+    return {"sent": count}
+
+
+@rohrpost_handler("rss")
+def handle_rss(consumer: Any, request: dict[str, Any]) -> int:
+    """The server process's resident memory in kB (``VmRSS``)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
 
 
 @rohrpost_handler("members")

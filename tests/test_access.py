@@ -509,7 +509,7 @@ async def test_expelling_from_a_group_not_joined_sends_nothing(consumer_class: t
     consumer = bare(consumer_class)
     await consumer._rohrpost_aexpel("room", "gone")
     consumer._rohrpost_expel("room", "gone")
-    assert consumer._rohrpost_chores == set()
+    assert not consumer._rohrpost_chores
 
 
 async def test_a_revoked_connection_takes_no_frame_and_joins_nothing(

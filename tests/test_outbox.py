@@ -270,3 +270,12 @@ async def test_a_waiting_send_may_handle_its_cancellation_itself() -> None:
     outbox.abort()
     await asyncio.wait({writer}, timeout=1)
     assert finished == ["cleaned up"]
+
+
+async def test_an_outbox_that_never_sent_a_frame_holds_no_queue_and_closes_cleanly() -> None:
+    client = Client()
+    outbox, _ = await accepted(client)
+    assert outbox._queue is None
+    outbox.abort()
+    await outbox.aclose(1000)
+    assert client.sent[1:] == [{"type": "websocket.close", "code": 1000}]

@@ -54,13 +54,13 @@ class AccessMixin(DeliveryMixin):
         # The close code once the connection is revoked; from then on nothing is handled.
         self._rohrpost_revoked: int | None = None
         # Groups the server took the connection out of: their queued pushes are dropped.
-        self._rohrpost_expelled: set[str] = set()
+        self._rohrpost_expelled: set[str] | None = None  # made on the first expulsion
         # The private group of the connection's user, once joined (see rohrpost.control).
         self._rohrpost_user_group: str | None = None
         self._rohrpost_task: asyncio.Task[Any] | None = None
         # What each subscription was made of: group name -> (Subscriptions, kind, data).
         self.rohrpost_subscriptions: dict[str, Any] = {}
-        self._rohrpost_chores: set[asyncio.Task[Any]] = set()
+        self._rohrpost_chores: set[asyncio.Task[Any]] | None = None
 
     # --- the hub -----------------------------------------------------------------------
 
@@ -78,10 +78,13 @@ class AccessMixin(DeliveryMixin):
     def _rohrpost_chore(self, coroutine: Any) -> None:
         """Run ``coroutine`` beside the connection's own work (the caller must not block)."""
         task = asyncio.get_running_loop().create_task(coroutine)
+        if self._rohrpost_chores is None:
+            self._rohrpost_chores = set()
         self._rohrpost_chores.add(task)
         task.add_done_callback(self._rohrpost_chore_done)
 
     def _rohrpost_chore_done(self, task: asyncio.Task[Any]) -> None:
+        assert self._rohrpost_chores is not None
         self._rohrpost_chores.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("A connection's control work failed", exc_info=task.exception())
@@ -155,6 +158,8 @@ class AccessMixin(DeliveryMixin):
             return False
         self.rohrpost_groups.discard(group)
         self.rohrpost_subscriptions.pop(group, None)
+        if self._rohrpost_expelled is None:
+            self._rohrpost_expelled = set()
         self._rohrpost_expelled.add(group)
         self._rohrpost_hub_discard(group)
         return True
@@ -174,7 +179,8 @@ class AccessMixin(DeliveryMixin):
         """Whether a group event may reach the client (not revoked, its group not taken away)."""
         if self._rohrpost_revoked is not None:
             return False
-        return not self._rohrpost_expelled or event.get("group") not in self._rohrpost_expelled
+        expelled = self._rohrpost_expelled
+        return not expelled or event.get("group") not in expelled
 
     # --- identity ------------------------------------------------------------------------
 

@@ -204,7 +204,8 @@ class RohrpostConsumerMixin(AccessMixin):
             await self._rohrpost_aleave(group_name)
             return
         self.rohrpost_groups.add(group_name)
-        self._rohrpost_expelled.discard(group_name)
+        if self._rohrpost_expelled:
+            self._rohrpost_expelled.discard(group_name)
 
     async def aremove_from_group(self, group_name: str) -> None:
         """Leave ``group_name``; leaving a group not joined is harmless."""

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -80,7 +79,7 @@ class DeliveryMixin:
         # The context the server runs the connection in; its own tasks start from it.
         self._rohrpost_context: contextvars.Context | None = None
         # Events waiting their turn, and the task dispatching them while no frame is.
-        self._rohrpost_inbox: deque[dict[str, Any]] = deque()
+        self._rohrpost_inbox: list[dict[str, Any]] = []  # a list: small, and rarely used
         self._rohrpost_relaying: asyncio.Task[None] | None = None
         self._rohrpost_dispatching = False
         # Groups joined while handling the current frame, and their pushes held meanwhile.
@@ -146,7 +145,7 @@ class DeliveryMixin:
     async def _rohrpost_adrain_inbox(self) -> None:
         inbox = self._rohrpost_inbox
         while inbox:
-            event = inbox.popleft()
+            event = inbox.pop(0)
             try:
                 await self._rohrpost_adispatch(event)
             except StopConsumer:

@@ -87,7 +87,8 @@ class Outbox:
         self._send = send
         self.limit = limit
         self.on_overflow = on_overflow
-        self._queue: deque[dict[str, Any]] = deque()
+        # Made on the first frame: an idle connection's outbox holds no queue.
+        self._queue: deque[dict[str, Any]] | None = None
         self._queued = 0
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
@@ -131,7 +132,10 @@ class Outbox:
             if self._queued > self.limit:
                 self.on_overflow(CLOSE_TOO_SLOW)
                 return
-        self._queue.append(message)
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        queue.append(message)
         if self._writer is None:
             self._start_writing()
 
@@ -144,6 +148,7 @@ class Outbox:
         take it over, and the frames after it, until the queue is empty.
         """
         queue = self._queue
+        assert queue is not None
         while queue:
             sending = self._send(self._take(queue))
             if not isinstance(sending, Coroutine):  # some other awaitable: a task awaits it
@@ -181,8 +186,12 @@ class Outbox:
     def _gone(self) -> None:
         """The client went away: its disconnect ends the consumer; nothing more is sent."""
         logger.debug("A frame could not be sent: the client is gone", exc_info=True)
+        self._drop_queue()
+
+    def _drop_queue(self) -> None:
         self._closing = True
-        self._queue.clear()
+        if self._queue is not None:
+            self._queue.clear()
         self._queued = 0
 
     async def adrain(self) -> None:
@@ -195,9 +204,7 @@ class Outbox:
 
     def abort(self) -> None:
         """Drop every queued frame and stop writing; only :meth:`aclose` sends any more."""
-        self._closing = True
-        self._queue.clear()
-        self._queued = 0
+        self._drop_queue()
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.cancel()

@@ -349,3 +349,34 @@ async def test_reading_the_channel_name_off_the_loop_or_again_starts_one_receive
     consumer.channel_layer = None
     consumer._rohrpost_listen()  # no layer: nothing to receive on
     assert consumer._rohrpost_listener is None
+
+
+async def test_a_plain_channels_consumer_an_overriding_one_and_the_hubs_share_a_group() -> None:
+    """Each gets every push once: the layer reaches the others, the hub its members."""
+    from channels.generic.websocket import AsyncWebsocketConsumer
+
+    class Plain(AsyncWebsocketConsumer):
+        async def connect(self) -> None:
+            await self.channel_layer.group_add("shared", self.channel_name)
+            await self.accept()
+
+        async def rohrpost_message(self, event: dict[str, Any]) -> None:
+            await self.send(text_data=event["message"])
+
+    class Overriding(AsyncRelaying):
+        async def rohrpost_message(self, event: dict[str, Any]) -> None:
+            await super().rohrpost_message(event)
+
+    async with (
+        connect(Plain) as plain,
+        connect(Overriding) as overriding,
+        connect(AsyncRelaying) as via_hub,
+        connect(SyncRelaying) as via_hub_sync,
+    ):
+        for client in (overriding, via_hub, via_hub_sync):
+            await ask(client, {"id": 1, "type": "join", "data": ["shared"]})
+        for n in (1, 2):
+            await asend_to_group("shared", {"id": n, "type": "push"})
+        for client in (plain, overriding, via_hub, via_hub_sync):
+            assert [(await frame(client))["id"] for _ in range(2)] == [1, 2]
+            assert await client.receive_nothing(timeout=0.05)

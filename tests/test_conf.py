@@ -24,6 +24,7 @@ VALID_SETTING: dict[str, Any] = {
     "SEND_QUEUE_LIMIT": 65536,
     "AUTHENTICATE": "tests.test_auth.user_for_token",
     "REQUIRE_AUTHENTICATION": True,
+    "HISTORY": {"SIZE": 50, "TTL": 60, "REDIS_URL": "redis://127.0.0.1:6379/2"},
 }
 
 
@@ -42,6 +43,7 @@ def test_defaults_are_the_documented_values() -> None:
         "SEND_QUEUE_LIMIT": 1048576,
         "AUTHENTICATE": None,
         "REQUIRE_AUTHENTICATION": False,
+        "HISTORY": {"SIZE": 1000, "TTL": 300, "REDIS_URL": None},
     }
 
 
@@ -153,8 +155,8 @@ def test_an_unknown_key_is_a_problem_that_lists_the_known_keys() -> None:
     assert conf.problems({"MAX_FRAME_SIZE": 10}) == [
         "ROHRPOST has an unknown key 'MAX_FRAME_SIZE'; the keys are: AUTHENTICATE, "
         "BATCH_GROUP_MESSAGES, BYTE_RATE_LIMIT, FLOOD_CLOSE_AFTER, FLOOD_COOLDOWN, "
-        "MAX_CONTAINERS, MAX_DEPTH, MAX_FRAME_BYTES, MAX_IN_FLIGHT, PUBLISH_WINDOW, RATE_LIMIT, "
-        "REQUIRE_AUTHENTICATION, SEND_QUEUE_LIMIT."
+        "HISTORY, MAX_CONTAINERS, MAX_DEPTH, MAX_FRAME_BYTES, MAX_IN_FLIGHT, PUBLISH_WINDOW, "
+        "RATE_LIMIT, REQUIRE_AUTHENTICATION, SEND_QUEUE_LIMIT."
     ]
 
 
@@ -364,3 +366,30 @@ def test_flood_cooldown_rejects_anything_else(value: Any) -> None:
     assert only_problem("FLOOD_COOLDOWN", value) == (
         f"ROHRPOST['FLOOD_COOLDOWN'] must be a number of seconds from 0 to 3600, not {value!r}."
     )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{}, {"SIZE": 1}, {"TTL": 0.5 + 1}, {"REDIS_URL": "rediss://h/0"}, {"REDIS_URL": None}],
+)
+def test_a_valid_history_setting_is_no_problem(value: Any) -> None:
+    assert conf.problems({"HISTORY": value}) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (None, "must be a dict like"),
+        ({"SIZE": 10, "KEEP": 1}, "must be a dict like"),
+        ({"SIZE": 0}, "['SIZE'] must be an integer from 1 to 1000000"),
+        ({"SIZE": True}, "['SIZE'] must be an integer"),
+        ({"TTL": 0}, "['TTL'] must be a number of seconds from 1 to 604800"),
+        ({"TTL": float("nan")}, "['TTL'] must be a number"),
+        ({"REDIS_URL": "http://h"}, "['REDIS_URL'] must be None or a redis:// URL"),
+        ({"REDIS_URL": 5}, "['REDIS_URL'] must be None or a redis:// URL"),
+    ],
+)
+def test_an_invalid_history_setting_is_a_problem(value: Any, message: str) -> None:
+    (problem,) = conf.problems({"HISTORY": value})
+    assert problem.startswith("ROHRPOST['HISTORY'] ")
+    assert message in problem

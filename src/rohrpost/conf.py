@@ -16,15 +16,17 @@ Every key is optional::
         "SEND_QUEUE_LIMIT": 1048576,        # bytes waiting for a client: over it, close 4008
         "AUTHENTICATE": None,               # token hook: "myapp.auth.user_for_token"
         "REQUIRE_AUTHENTICATION": False,    # True: anonymous clients are refused
+        "HISTORY": {"SIZE": 1000, "TTL": 300, "REDIS_URL": None},  # see rohrpost.history
     }
 
 ``"RATE_LIMIT": None`` and ``"BYTE_RATE_LIMIT": None`` turn rate limiting off. ``AUTHENTICATE`` and
 ``REQUIRE_AUTHENTICATION`` are explained in :mod:`rohrpost.auth`,
 ``MAX_IN_FLIGHT`` in :class:`rohrpost.AsyncRohrpostConsumer`, ``SEND_QUEUE_LIMIT``
-in :mod:`rohrpost.outbox`. The values are checked by Django's system checks
-(``manage.py check``) when ``"rohrpost"`` is in ``INSTALLED_APPS``, and, since
-ASGI servers run none, once when a process opens its first connection
-(:mod:`rohrpost.startup`); :func:`problems` lists what is wrong.
+in :mod:`rohrpost.outbox`, ``HISTORY`` in :mod:`rohrpost.history`. The values
+are checked by Django's system checks (``manage.py check``) when ``"rohrpost"``
+is in ``INSTALLED_APPS``, and, since ASGI servers run none, once when a
+process opens its first connection (:mod:`rohrpost.startup`); :func:`problems`
+lists what is wrong.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ DEFAULTS: dict[str, Any] = {
     "SEND_QUEUE_LIMIT": 1024 * 1024,
     "AUTHENTICATE": None,
     "REQUIRE_AUTHENTICATION": False,
+    "HISTORY": {"SIZE": 1000, "TTL": 300, "REDIS_URL": None},
 }
 
 #: Highest ``MAX_IN_FLIGHT`` accepted: beyond it, one client could start
@@ -162,6 +165,34 @@ def _problem(name: str, value: Any) -> str | None:
         return _hook_problem(value)
     elif name == "REQUIRE_AUTHENTICATION" and not isinstance(value, bool):
         return f"must be True or False, not {value!r}."
+    elif name == "HISTORY":
+        return _history_problem(value)
+    return None
+
+
+#: The ranges of ``HISTORY``'s ``SIZE`` (pushes per group) and ``TTL`` (seconds, a week).
+HISTORY_SIZE_BOUNDS = (1, 1_000_000)
+HISTORY_TTL_BOUNDS = (1, 7 * 24 * 3600)
+
+
+def _history_problem(value: Any) -> str | None:
+    shape = "{'SIZE': <pushes per group>, 'TTL': <seconds>, 'REDIS_URL': <url or None>}"
+    if not isinstance(value, dict) or not set(value) <= {"SIZE", "TTL", "REDIS_URL"}:
+        return f"must be a dict like {shape}, not {value!r}."
+    size, ttl = value.get("SIZE", 1), value.get("TTL", 1)
+    if not (isinstance(size, int) and not isinstance(size, bool)) or not (
+        HISTORY_SIZE_BOUNDS[0] <= size <= HISTORY_SIZE_BOUNDS[1]
+    ):
+        return f"['SIZE'] must be an integer from 1 to {HISTORY_SIZE_BOUNDS[1]}, not {size!r}."
+    if not (_is_number(ttl) and HISTORY_TTL_BOUNDS[0] <= ttl <= HISTORY_TTL_BOUNDS[1]):
+        return (
+            f"['TTL'] must be a number of seconds from 1 to {HISTORY_TTL_BOUNDS[1]}, not {ttl!r}."
+        )
+    url = value.get("REDIS_URL")
+    if url is not None and not (
+        isinstance(url, str) and url.startswith(("redis://", "rediss://", "unix://"))
+    ):
+        return f"['REDIS_URL'] must be None or a redis:// URL, not {url!r}."
     return None
 
 

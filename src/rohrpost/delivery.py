@@ -84,7 +84,11 @@ class DeliveryMixin:
         self._rohrpost_dispatching = False
         # Groups joined while handling the current frame, and their pushes held meanwhile.
         self._rohrpost_holding: set[str] | None = None
-        self._rohrpost_held: list[tuple[str, str]] | None = None
+        # (group, frame, offset in the group's history or None) for each held push.
+        self._rohrpost_held: list[tuple[str, str, int | None]] | None = None
+        # Per group joined by this frame: held pushes up to this offset were replayed
+        # or are in the snapshot (rohrpost.history), and are dropped.
+        self._rohrpost_floors: dict[str, int] | None = None
 
     def _rohrpost_serves_itself(self) -> bool:
         """Whether the connection needs its own layer membership (each consumer tells)."""
@@ -258,7 +262,11 @@ class DeliveryMixin:
             texts = self._rohrpost_frames(event)
         if self._rohrpost_holding is not None and group in self._rohrpost_holding:
             assert self._rohrpost_held is not None
-            self._rohrpost_held.extend((group, text) for text in texts)
+            first = event.get("offset")
+            if not isinstance(first, int):
+                self._rohrpost_held.extend((group, text, None) for text in texts)
+            else:
+                self._rohrpost_held.extend((group, text, first + i) for i, text in enumerate(texts))
             return
         outbox = self._rohrpost_outgoing
         assert outbox is not None  # a connection joins groups only once it runs
@@ -269,16 +277,27 @@ class DeliveryMixin:
         """The frames of a push whose message is not text (each consumer encodes its way)."""
         raise NotImplementedError  # pragma: no cover - the mixin that combines this defines it
 
+    def _rohrpost_set_floor(self, group: str, position: Any) -> None:
+        """Drop held pushes of ``group`` up to ``position.offset`` (replayed, or in a snapshot)."""
+        if self._rohrpost_holding is not None and group in self._rohrpost_holding:
+            if self._rohrpost_floors is None:
+                self._rohrpost_floors = {}
+            self._rohrpost_floors[group] = position.offset
+
     def _rohrpost_release(self) -> None:
         """Send the pushes held while a frame was handled, of the groups still joined."""
         held = self._rohrpost_held or []
-        self._rohrpost_holding = self._rohrpost_held = None
+        floors = self._rohrpost_floors or {}
+        self._rohrpost_holding = self._rohrpost_held = self._rohrpost_floors = None
         outbox = self._rohrpost_outgoing
         assert outbox is not None
         groups = self.rohrpost_groups
-        for group, text in held:
-            if group in groups:
-                outbox.put({"type": "websocket.send", "text": text})
+        for group, text, offset in held:
+            if group not in groups:
+                continue
+            if offset is not None and offset <= floors.get(group, 0):
+                continue
+            outbox.put({"type": "websocket.send", "text": text})
 
 
 def _subscribes_on_creation(layer: Any) -> bool:

@@ -25,7 +25,7 @@ from typing import Any, TypeAlias
 from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
 from channels.layers import get_channel_layer
 
-from rohrpost import encoding, protocol
+from rohrpost import encoding, history, protocol
 from rohrpost.encoding import TolerantJSONEncoder
 from rohrpost.protocol import RequestId
 
@@ -205,7 +205,13 @@ async def asend_to_group(
     Raises:
         RuntimeError: No channel layer is configured under ``layer``.
     """
-    await agroup_send(group_name, group_event(message, group_name), layer=layer)
+    event = group_event(message, group_name)
+    text = event["message"]
+    if isinstance(text, str):
+        (event["message"],), first = await history.arecord(group_name, [text])
+        if first is not None:
+            event["offset"] = first
+    await agroup_send(group_name, event, layer=layer)
 
 
 async def agroup_send(

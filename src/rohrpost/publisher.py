@@ -42,7 +42,7 @@ from typing import Any
 from asgiref.sync import SyncToAsync
 from channels.layers import get_channel_layer
 
-from rohrpost import conf
+from rohrpost import conf, history
 from rohrpost.message import DEFAULT_CHANNEL_LAYER, GROUP_EVENT_TYPE
 
 __all__ = [
@@ -166,6 +166,7 @@ async def _send_batch(batch: list[Item]) -> None:
                 group,
             )
             continue
+        texts, first = await history.arecord(group, texts)
         for start in range(0, len(texts), per_event):
             chunk = texts[start : start + per_event]
             # "group" lets a connection drop what was queued for it before it
@@ -175,6 +176,8 @@ async def _send_batch(batch: list[Item]) -> None:
                 if len(chunk) == 1
                 else {"type": GROUP_EVENT_TYPE, "messages": chunk, "group": group}
             )
+            if first is not None:  # the first frame's offset (rohrpost.history)
+                event["offset"] = first + start
             try:
                 await layer.group_send(group, event)
             except Exception:

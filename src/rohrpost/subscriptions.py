@@ -50,7 +50,9 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction
 from channels.db import database_sync_to_async
 
+from rohrpost import history as _history
 from rohrpost.exceptions import Forbidden, RohrpostError
+from rohrpost.history import Position
 from rohrpost.registry import HANDLERS, HandlerRegistry
 
 __all__ = ["LIMIT", "Subscriptions", "arecheck"]
@@ -72,14 +74,25 @@ Permission = Callable[[Any, dict[str, Any], dict[str, Any]], Any]
 class _Kind:
     group: Callable[[dict[str, Any]], str]
     allow: Permission
+    history: bool = False
+    snapshot: Permission | None = None
 
     async def aallows(self, consumer: Any, data: dict[str, Any]) -> bool:
         """Whether the connection's current user may hold this subscription."""
-        scope = consumer.scope
-        allow = self.allow
-        if iscoroutinefunction(allow):
-            return bool(await allow(scope.get("user"), scope, data))
-        return bool(await database_sync_to_async(allow)(scope.get("user"), scope, data))
+        return bool(await _acall(self.allow, consumer, data))
+
+    async def asnapshot(self, consumer: Any, data: dict[str, Any]) -> Any:
+        """The state the subscriber starts from, under the connection's user."""
+        assert self.snapshot is not None
+        return await _acall(self.snapshot, consumer, data)
+
+
+async def _acall(function: Permission, consumer: Any, data: dict[str, Any]) -> Any:
+    """Call ``function(user, scope, data)``: awaited, or in a worker thread when sync."""
+    scope = consumer.scope
+    if iscoroutinefunction(function):
+        return await function(scope.get("user"), scope, data)
+    return await database_sync_to_async(function)(scope.get("user"), scope, data)
 
 
 @dataclass(frozen=True)
@@ -109,13 +122,27 @@ class Subscriptions:
         self._kinds: dict[str, _Kind] = {}
 
     def declare(
-        self, kind: str, *, group: Callable[[dict[str, Any]], str]
+        self,
+        kind: str,
+        *,
+        group: Callable[[dict[str, Any]], str],
+        history: bool = False,
+        snapshot: Permission | None = None,
     ) -> Callable[[Permission], Permission]:
         """Declare the group object ``kind``; decorates its permission callable.
 
         Args:
             kind: The group object's ``type``.
             group: Maps the group object (the request's ``data``) to the group name.
+            history: Keep recent pushes to its groups (:mod:`rohrpost.history`):
+                pushes carry a ``position``, and a client that subscribes
+                again ``since`` the position it last saw gets what it missed,
+                or is told to reset.
+            snapshot: ``snapshot(user, scope, data)`` returns the state a new
+                subscriber starts from (sync ones run in a worker thread);
+                ``subscribe`` answers with it, and the pushes that follow are
+                those after it (some may repeat what it shows). Needs
+                ``history``, which gives the snapshot its position.
 
         The decorated callable is called as ``allow(user, scope, data)`` (sync
         functions run in a worker thread, so they may query the database) and
@@ -123,9 +150,13 @@ class Subscriptions:
         """
         if kind in self._kinds:
             raise ValueError(f'Group object "{kind}" is already declared.')
+        if snapshot is not None and not history:
+            raise ValueError("A snapshot needs history=True: its position comes from the history.")
+        if history:
+            _history.track_kinds()
 
         def decorator(allow: Permission) -> Permission:
-            self._kinds[kind] = _Kind(group, allow)
+            self._kinds[kind] = _Kind(group, allow, history, snapshot)
             return allow
 
         return decorator
@@ -154,9 +185,10 @@ class Subscriptions:
             raise RohrpostError("The group object names no valid group.", code=INVALID)
         return kind, data, name
 
-    async def subscribe(self, consumer: Any, request: dict[str, Any]) -> dict[str, str]:
+    async def subscribe(self, consumer: Any, request: dict[str, Any]) -> dict[str, Any]:
         """The ``subscribe`` handler."""
         kind, data, name = self._resolve(request)
+        since = _since(kind, request)
         joined = name in consumer.rohrpost_groups
         if not joined and len(consumer.rohrpost_groups) >= self.max_per_connection:
             raise RohrpostError(
@@ -168,17 +200,69 @@ class Subscriptions:
                 await consumer.aremove_from_group(name)
             raise Forbidden("You may not subscribe to this group.")
         if not joined:
+            # Its pushes are held until this request is answered (rohrpost.delivery).
             await consumer.aadd_to_group(name)
         records = getattr(consumer, "rohrpost_subscriptions", None)
         if records is not None and name in consumer.rohrpost_groups:
             records[name] = _Subscription(data["type"], kind, data)
-        return {"group": name}
+        reply: dict[str, Any] = {"group": name}
+        if kind.history:
+            await _aresume(consumer, kind, data, name, None if joined else since, reply)
+        return reply
 
     async def unsubscribe(self, consumer: Any, request: dict[str, Any]) -> dict[str, str]:
         """The ``unsubscribe`` handler (harmless for a group not joined)."""
         _kind, _data, name = self._resolve(request)
         await consumer.aremove_from_group(name)
         return {"group": name}
+
+
+def _since(kind: _Kind, request: dict[str, Any]) -> Position | None:
+    """The position a client resumes from (``since``), for a kind with history."""
+    raw = request.get("since")
+    if raw is None or not kind.history:
+        return None
+    since = Position.from_wire(raw)
+    if since is None:
+        raise RohrpostError(
+            'since must be a position such as {"epoch": "...", "offset": 17}.', code=INVALID
+        )
+    return since
+
+
+async def _aresume(
+    consumer: Any,
+    kind: _Kind,
+    data: dict[str, Any],
+    name: str,
+    since: Position | None,
+    reply: dict[str, Any],
+) -> None:
+    """Fill ``reply`` with the position, what was replayed, or the reset and the snapshot.
+
+    Replayed pushes are sent before the reply; live ones held meanwhile follow
+    it, less those the replay or the snapshot already covers.
+    """
+    store = _history.store()
+    position = await store.aopen(name)  # from now on, its pushes are recorded
+    reset = False
+    if since is not None:
+        replay = await store.areplay(name, since)
+        if replay is None:
+            reset = True
+        else:
+            for frame in replay.frames:
+                await consumer._rohrpost_asend(frame)
+            position = replay.position
+            reply["resumed"] = len(replay.frames)
+    reply["position"] = position.wire()
+    if reset:
+        reply["reset"] = True
+    floor = getattr(consumer, "_rohrpost_set_floor", None)
+    if floor is not None:
+        floor(name, position)
+    if kind.snapshot is not None and (since is None or reset):
+        reply["snapshot"] = await kind.asnapshot(consumer, data)
 
 
 async def arecheck(

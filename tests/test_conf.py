@@ -21,6 +21,7 @@ VALID_SETTING: dict[str, Any] = {
     "BATCH_GROUP_MESSAGES": True,
     "PUBLISH_WINDOW": 0.5,
     "MAX_IN_FLIGHT": 8,
+    "SYNC_THREADS": 8,
     "SEND_QUEUE_LIMIT": 65536,
     "AUTHENTICATE": "tests.test_auth.user_for_token",
     "REQUIRE_AUTHENTICATION": True,
@@ -40,6 +41,7 @@ def test_defaults_are_the_documented_values() -> None:
         "BATCH_GROUP_MESSAGES": False,
         "PUBLISH_WINDOW": 0.02,
         "MAX_IN_FLIGHT": 1,
+        "SYNC_THREADS": 1,
         "SEND_QUEUE_LIMIT": 1048576,
         "AUTHENTICATE": None,
         "REQUIRE_AUTHENTICATION": False,
@@ -117,6 +119,7 @@ def test_get_returns_none_for_a_rate_limit_turned_off(settings: Any) -> None:
         ("BATCH_GROUP_MESSAGES", "yes"),
         ("PUBLISH_WINDOW", -1),
         ("MAX_IN_FLIGHT", 0),
+        ("SYNC_THREADS", 0),
         ("AUTHENTICATE", "no.such.module.hook"),
         ("REQUIRE_AUTHENTICATION", 1),
     ],
@@ -156,7 +159,7 @@ def test_an_unknown_key_is_a_problem_that_lists_the_known_keys() -> None:
         "ROHRPOST has an unknown key 'MAX_FRAME_SIZE'; the keys are: AUTHENTICATE, "
         "BATCH_GROUP_MESSAGES, BYTE_RATE_LIMIT, FLOOD_CLOSE_AFTER, FLOOD_COOLDOWN, "
         "HISTORY, MAX_CONTAINERS, MAX_DEPTH, MAX_FRAME_BYTES, MAX_IN_FLIGHT, PUBLISH_WINDOW, "
-        "RATE_LIMIT, REQUIRE_AUTHENTICATION, SEND_QUEUE_LIMIT."
+        "RATE_LIMIT, REQUIRE_AUTHENTICATION, SEND_QUEUE_LIMIT, SYNC_THREADS."
     ]
 
 
@@ -318,6 +321,18 @@ def test_max_in_flight_accepts_integers_from_1_to_the_bound(value: int) -> None:
 def test_max_in_flight_rejects_what_is_not_an_integer_in_range(value: Any) -> None:
     assert only_problem("MAX_IN_FLIGHT", value) == (
         f"ROHRPOST['MAX_IN_FLIGHT'] must be an integer from 1 to 1000, not {value!r}."
+    )
+
+
+@pytest.mark.parametrize("value", [1, 2, conf.SYNC_THREADS_BOUND])
+def test_sync_threads_accepts_integers_from_1_to_the_bound(value: int) -> None:
+    assert only_problem("SYNC_THREADS", value) is None
+
+
+@pytest.mark.parametrize("value", [0, -1, 257, True, 4.0, "4", None])
+def test_sync_threads_rejects_what_is_not_an_integer_in_range(value: Any) -> None:
+    assert only_problem("SYNC_THREADS", value) == (
+        f"ROHRPOST['SYNC_THREADS'] must be an integer from 1 to 256 (threads), not {value!r}."
     )
 
 

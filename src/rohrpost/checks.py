@@ -13,6 +13,9 @@
                    5-second ``socket_timeout`` on: every connection's
                    blocking receive times out and the WebSocket is dropped
                    every 5 seconds
+``rohrpost.W004``  ``SYNC_THREADS`` above 1 with an in-memory SQLite
+                   database: each worker thread would open its own empty
+                   database
 =================  ==========================================================
 
 ASGI servers run no system checks, so :func:`rohrpost.startup.check_once` runs
@@ -28,7 +31,7 @@ from django.core.checks import CheckMessage, Error, Warning, register
 
 from rohrpost import conf
 
-__all__ = ["check_channel_layers", "check_settings", "rohrpost_problems"]
+__all__ = ["check_channel_layers", "check_settings", "check_sync_threads", "rohrpost_problems"]
 
 #: redis-py from this major version on times socket reads out after 5 s by default.
 REDIS_TIMEOUT_MAJOR = 8
@@ -113,11 +116,51 @@ def _redis_major() -> int:
         return 0
 
 
+@register("rohrpost")
+def check_sync_threads(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Warn (``rohrpost.W004``) when pool threads would each see their own in-memory SQLite.
+
+    Django opens one database connection per thread, and every connection to
+    an in-memory SQLite database (``":memory:"``, or a ``mode=memory`` URI
+    without ``cache=shared``) makes a new, empty database. With Channels' one
+    shared thread every handler sees the same one; in a pool each thread would
+    see its own. (Django's test runner switches such a database to a shared
+    one by itself; the check reads the settings, so it warns there too.)
+    """
+    from django.conf import settings
+
+    if conf.get("SYNC_THREADS") == 1:
+        return []
+    databases = getattr(settings, "DATABASES", None)
+    if not isinstance(databases, dict):
+        return []
+    return [
+        Warning(
+            f"ROHRPOST['SYNC_THREADS'] runs sync handlers in several threads, and the database "
+            f"{alias!r} is an in-memory SQLite database: each thread opens its own, empty one.",
+            hint=(
+                "Use a SQLite file (or another database), or leave SYNC_THREADS at 1 "
+                "(Channels' one shared thread)."
+            ),
+            id="rohrpost.W004",
+        )
+        for alias, database in databases.items()
+        if _in_memory_sqlite(database)
+    ]
+
+
+def _in_memory_sqlite(database: Any) -> bool:
+    if not isinstance(database, dict) or "sqlite" not in str(database.get("ENGINE", "")):
+        return False
+    name = str(database.get("NAME", ""))
+    return name == ":memory:" or ("mode=memory" in name and "cache=shared" not in name)
+
+
 def rohrpost_problems() -> list[CheckMessage]:
     """Every problem rohrpost's checks find, ``INSTALLED_APPS`` included (for start-up)."""
     from django.apps import apps
 
-    problems = [*check_settings(), *check_channel_layers()]
+    problems = [*check_settings(), *check_channel_layers(), *check_sync_threads()]
     if not apps.is_installed("rohrpost"):
         problems.insert(
             0,

@@ -13,6 +13,7 @@ Every key is optional::
         "BATCH_GROUP_MESSAGES": False,      # True: pushes share events (all consumers rohrpost's)
         "PUBLISH_WINDOW": 0.02,             # seconds between change-feed sends under load
         "MAX_IN_FLIGHT": 1,                 # handlers one connection may run at once
+        "SYNC_THREADS": 1,                  # threads for sync handlers (1: Channels' shared one)
         "SEND_QUEUE_LIMIT": 1048576,        # bytes waiting for a client: over it, close 4008
         "AUTHENTICATE": None,               # token hook: "myapp.auth.user_for_token"
         "REQUIRE_AUTHENTICATION": False,    # True: anonymous clients are refused
@@ -22,11 +23,11 @@ Every key is optional::
 ``"RATE_LIMIT": None`` and ``"BYTE_RATE_LIMIT": None`` turn rate limiting off. ``AUTHENTICATE`` and
 ``REQUIRE_AUTHENTICATION`` are explained in :mod:`rohrpost.auth`,
 ``MAX_IN_FLIGHT`` in :class:`rohrpost.AsyncRohrpostConsumer`, ``SEND_QUEUE_LIMIT``
-in :mod:`rohrpost.outbox`, ``HISTORY`` in :mod:`rohrpost.history`. The values
-are checked by Django's system checks (``manage.py check``) when ``"rohrpost"``
-is in ``INSTALLED_APPS``, and, since ASGI servers run none, once when a
-process opens its first connection (:mod:`rohrpost.startup`); :func:`problems`
-lists what is wrong.
+in :mod:`rohrpost.outbox`, ``HISTORY`` in :mod:`rohrpost.history`, ``SYNC_THREADS``
+in :mod:`rohrpost.workers`. The values are checked by Django's system checks
+(``manage.py check``) when ``"rohrpost"`` is in ``INSTALLED_APPS``, and, since
+ASGI servers run none, once when a process opens its first connection
+(:mod:`rohrpost.startup`); :func:`problems` lists what is wrong.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ DEFAULTS: dict[str, Any] = {
     "BATCH_GROUP_MESSAGES": False,
     "PUBLISH_WINDOW": 0.02,
     "MAX_IN_FLIGHT": 1,
+    "SYNC_THREADS": 1,
     "SEND_QUEUE_LIMIT": 1024 * 1024,
     "AUTHENTICATE": None,
     "REQUIRE_AUTHENTICATION": False,
@@ -58,6 +60,9 @@ DEFAULTS: dict[str, Any] = {
 #: Highest ``MAX_IN_FLIGHT`` accepted: beyond it, one client could start
 #: thousands of handlers.
 MAX_IN_FLIGHT_BOUND = 1000
+
+#: Highest ``SYNC_THREADS`` accepted: each thread may hold a database connection.
+SYNC_THREADS_BOUND = 256
 
 #: Highest ``MAX_CONTAINERS`` accepted: a frame under the size limit holds fewer anyway.
 MAX_CONTAINERS_BOUND = 10**7
@@ -155,6 +160,11 @@ def _problem(name: str, value: Any) -> str | None:
             1 <= value <= MAX_IN_FLIGHT_BOUND
         ):
             return f"must be an integer from 1 to {MAX_IN_FLIGHT_BOUND}, not {value!r}."
+    elif name == "SYNC_THREADS":
+        if not (isinstance(value, int) and not isinstance(value, bool)) or not (
+            1 <= value <= SYNC_THREADS_BOUND
+        ):
+            return f"must be an integer from 1 to {SYNC_THREADS_BOUND} (threads), not {value!r}."
     elif name == "SEND_QUEUE_LIMIT":
         if not (isinstance(value, int) and not isinstance(value, bool)) or not (
             SEND_QUEUE_LIMIT_BOUNDS[0] <= value <= SEND_QUEUE_LIMIT_BOUNDS[1]

@@ -23,11 +23,10 @@ import logging
 from typing import Any, ClassVar
 
 from asgiref.sync import async_to_sync, markcoroutinefunction, sync_to_async
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer, WebsocketConsumer
 from django.db import close_old_connections
 
-from rohrpost import conf
+from rohrpost import conf, workers
 from rohrpost import handlers as _builtin_handlers  # noqa: F401 - registers "ping"
 from rohrpost.connection import (
     RohrpostConsumerMixin,
@@ -77,6 +76,7 @@ class SyncRohrpostConsumer(RohrpostConsumerMixin, WebsocketConsumer):
             and cls.websocket_receive is WebsocketConsumer.websocket_receive
         )
         self._rohrpost_loop_forward = cls.rohrpost_message is SyncRohrpostConsumer.rohrpost_message
+        self._rohrpost_sync_pool = workers.executor()
 
     def _rohrpost_serves_itself(self) -> bool:
         # An overridden rohrpost_message gets its events through its own channel, as in 4.x.
@@ -102,7 +102,7 @@ class SyncRohrpostConsumer(RohrpostConsumerMixin, WebsocketConsumer):
     async def _rohrpost_areceive(self, message: dict[str, Any]) -> None:
         taken = await self._rohrpost_atake(message.get("text"), message.get("bytes"))
         if isinstance(taken, Call):
-            await _run_call_in_thread(self, taken)
+            await workers.in_thread(run_call, self._rohrpost_sync_pool)(self, taken)
             return
         for text in taken:
             await self._rohrpost_asend(text)
@@ -168,6 +168,7 @@ class AsyncRohrpostConsumer(RohrpostConsumerMixin, AsyncWebsocketConsumer):
         super().__init__(*args, **kwargs)
         self._rohrpost_max_in_flight: int = conf.get("MAX_IN_FLIGHT")
         self._rohrpost_in_flight: set[asyncio.Task[None]] = set()
+        self._rohrpost_sync_pool = workers.executor()
 
     def _rohrpost_serves_itself(self) -> bool:
         # An overridden rohrpost_message or send gets pushes through its own channel.
@@ -209,7 +210,7 @@ class AsyncRohrpostConsumer(RohrpostConsumerMixin, AsyncWebsocketConsumer):
         if call.mode == "async":
             await _aclose_old_connections()
             return await call.arun(self)
-        return await call.arun(self, database_sync_to_async(call.handler))
+        return await call.arun(self, workers.in_thread(call.handler, self._rohrpost_sync_pool))
 
     async def _rohrpost_astart(self, call: Call) -> None:
         """Start a handler beside the ones running, once fewer than the maximum run."""
@@ -268,9 +269,6 @@ class AsyncRohrpostConsumer(RohrpostConsumerMixin, AsyncWebsocketConsumer):
         await super().websocket_disconnect(message)
 
 
-# A sync handler's call under SyncRohrpostConsumer, in a worker thread as Channels
-# runs its sync consumers (stale database connections closed before and after).
-_run_call_in_thread = database_sync_to_async(run_call)
 
 # What Channels runs before every event, for handlers that may use the async ORM.
 _aclose_old_connections = sync_to_async(close_old_connections)

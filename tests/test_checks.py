@@ -12,7 +12,12 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
 from rohrpost import conf
-from rohrpost.checks import check_settings
+from rohrpost.checks import (
+    check_settings,
+    check_sync_threads,
+    in_memory_sqlite,
+    rohrpost_problems,
+)
 
 
 def run_check(*args: str) -> str:
@@ -82,3 +87,50 @@ def test_a_setting_of_none_is_an_error(settings: Any) -> None:
     """``ROHRPOST = None`` is set (not absent), so it must be a dict."""
     settings.ROHRPOST = None
     assert [error.msg for error in check_settings()] == ["ROHRPOST must be a dict, not NoneType."]
+
+
+# --- rohrpost.W004: a pool of threads on an in-memory SQLite database ----------------------
+
+
+def sqlite(name: str) -> dict[str, Any]:
+    return {"ENGINE": "django.db.backends.sqlite3", "NAME": name}
+
+
+@pytest.fixture
+def scratch_in_memory(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Add an in-memory SQLite alias. (The test runner has made ``default`` a shared one;
+    the dict is changed in place: replacing DATABASES makes Django warn.)"""
+    monkeypatch.setitem(settings.DATABASES, "scratch", sqlite(":memory:"))
+
+
+@pytest.mark.usefixtures("scratch_in_memory")
+def test_one_thread_on_in_memory_sqlite_is_fine(settings: Any) -> None:
+    settings.ROHRPOST = {"SYNC_THREADS": 1}
+    assert check_sync_threads() == []
+
+
+@pytest.mark.usefixtures("scratch_in_memory")
+def test_a_pool_on_in_memory_sqlite_is_a_warning(settings: Any) -> None:
+    settings.ROHRPOST = {"SYNC_THREADS": 4}
+    (warning,) = [w for w in check_sync_threads() if "'scratch'" in w.msg]
+    assert warning.id == "rohrpost.W004"
+    assert "'scratch' is an in-memory SQLite database" in warning.msg
+    assert warning in rohrpost_problems()
+
+
+@pytest.mark.parametrize("database", [sqlite(":memory:"), sqlite("file:db?mode=memory")])
+def test_in_memory_sqlite_is_one_database_per_connection(database: Any) -> None:
+    assert in_memory_sqlite(database)
+
+
+@pytest.mark.parametrize(
+    "database",
+    [
+        sqlite("db.sqlite3"),
+        sqlite("file:db?mode=memory&cache=shared"),
+        {"ENGINE": "django.db.backends.postgresql", "NAME": ":memory:"},
+        "not a dict",
+    ],
+)
+def test_a_file_a_shared_cache_or_another_engine_is_one_database(database: Any) -> None:
+    assert not in_memory_sqlite(database)

@@ -31,7 +31,13 @@ from django.core.checks import CheckMessage, Error, Warning, register
 
 from rohrpost import conf
 
-__all__ = ["check_channel_layers", "check_settings", "check_sync_threads", "rohrpost_problems"]
+__all__ = [
+    "check_channel_layers",
+    "check_settings",
+    "check_sync_threads",
+    "in_memory_sqlite",
+    "rohrpost_problems",
+]
 
 #: redis-py from this major version on times socket reads out after 5 s by default.
 REDIS_TIMEOUT_MAJOR = 8
@@ -131,9 +137,6 @@ def check_sync_threads(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
 
     if conf.get("SYNC_THREADS") == 1:
         return []
-    databases = getattr(settings, "DATABASES", None)
-    if not isinstance(databases, dict):
-        return []
     return [
         Warning(
             f"ROHRPOST['SYNC_THREADS'] runs sync handlers in several threads, and the database "
@@ -144,12 +147,13 @@ def check_sync_threads(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
             ),
             id="rohrpost.W004",
         )
-        for alias, database in databases.items()
-        if _in_memory_sqlite(database)
+        for alias, database in settings.DATABASES.items()
+        if in_memory_sqlite(database)
     ]
 
 
-def _in_memory_sqlite(database: Any) -> bool:
+def in_memory_sqlite(database: Any) -> bool:
+    """Tell whether a ``DATABASES`` entry makes a new SQLite database for every connection."""
     if not isinstance(database, dict) or "sqlite" not in str(database.get("ENGINE", "")):
         return False
     name = str(database.get("NAME", ""))

@@ -134,6 +134,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="do not run the fan-out benchmark (python -m bench.fanout) afterwards",
     )
+    parser.add_argument(
+        "--skip-sync-pool",
+        action="store_true",
+        help="do not run the sync handler pool benchmark (python -m bench.sync_pool) afterwards",
+    )
     args = parser.parse_args(argv)
     if args.rounds is None:
         args.rounds = 10 if args.quick else 120
@@ -513,6 +518,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print()
         code = fanout.main(["--quick"] if args.quick else []) or code
+    if not args.skip_sync_pool:
+        from bench import sync_pool
+
+        print()
+        code = sync_pool.main(["--quick"] if args.quick else []) or code
     return code
 
 

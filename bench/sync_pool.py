@@ -77,10 +77,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Calls/s and another client's p50 with 50 busy connections: "
         "sync handlers in one thread against a pool.",
     )
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 1.5 s windows")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: one round of 1.5 s windows"
+    )
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3; --quick 1)")
     parser.add_argument("--threads", type=int, default=16, help="pool size (default 16)")
     parser.add_argument("--busy", type=int, default=50, help="busy connections (default 50)")
-    parser.add_argument("--seconds", type=float, help="measured window (default 5; --quick 1.5)")
+    parser.add_argument("--seconds", type=float, help="measured window (default 3; --quick 1.5)")
     parser.add_argument(
         "--workload", action="append", choices=list(WORKLOADS), help="only this (repeatable)"
     )
@@ -90,11 +93,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON")
     args = parser.parse_args(argv)
     if args.seconds is None:
-        args.seconds = 1.5 if args.quick else 5.0
+        args.seconds = 1.5 if args.quick else 3.0
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
     args.workload = args.workload or list(WORKLOADS)
     args.consumer = args.consumer or (["sync"] if args.quick else list(CONSUMERS))
-    if args.threads < 2 or args.busy < 1 or args.seconds <= 0:
-        parser.error("--threads must be at least 2, --busy at least 1, --seconds above 0")
+    if args.threads < 2 or args.busy < 1 or args.rounds < 1 or args.seconds <= 0:
+        parser.error("--threads must be at least 2, --busy and --rounds at least 1, --seconds > 0")
     return args
 
 
@@ -156,7 +161,7 @@ async def measure(url: str, args: argparse.Namespace, expected: Any) -> RunResul
     tasks = [asyncio.ensure_future(keep_busy(caller, stop)) for caller in busy]
     probe_task = asyncio.ensure_future(probe(prober, stop, window))
     try:
-        await asyncio.sleep(min(1.0, args.seconds))  # warm-up: connections, threads, caches
+        await asyncio.sleep(min(0.5, args.seconds))  # warm-up: connections, threads, caches
         for task in (*tasks, probe_task):
             if task.done():
                 task.result()  # a failure during the warm-up ends the run here
@@ -206,9 +211,8 @@ def prepare_sqlite(path: Path) -> None:
         db.executemany("INSERT INTO bench_rows (value) VALUES (?)", ((i,) for i in range(20_000)))
 
 
-async def run_one(
-    args: argparse.Namespace, workload: str, consumer: str, threads: int, tmp: Path
-) -> RunResult:
+def start(workload: str, threads: int, tmp: Path) -> tuple[Any, int]:
+    """Start a server for ``workload`` with ``SYNC_THREADS = threads``; return it and its port."""
     database, query = WORKLOADS[workload]
     port = free_port()
     env = {
@@ -218,12 +222,48 @@ async def run_one(
         "ROHRPOST_BENCH_SQLITE": str(tmp / "bench.sqlite3"),
         "ROHRPOST_BENCH_PGDATABASE": PGDATABASE,
     }
-    server = start_server(port, "bench.sync_pool_app:application", env=env)
+    return start_server(port, "bench.sync_pool_app:application", env=env), port
+
+
+async def run_workload(args: argparse.Namespace, workload: str, tmp: Path) -> dict[str, Any]:
+    """Both servers of one workload, measured in interleaved rounds (order rotating)."""
+    servers = {side: start(workload, threads, tmp) for side, threads in sides(args)}
+    samples: dict[str, dict[str, list[RunResult]]] = {
+        consumer: {side: [] for side in servers} for consumer in args.consumer
+    }
     try:
-        await wait_until_ready(server, port)
-        return await measure(f"ws://127.0.0.1:{port}/{consumer}", args, expected=1)
+        for server, port in servers.values():
+            await wait_until_ready(server, port)
+        for round_number in range(args.rounds):
+            for consumer in args.consumer:
+                for side in list(servers)[:: -1 if round_number % 2 else 1]:
+                    url = f"ws://127.0.0.1:{servers[side][1]}/{consumer}"
+                    samples[consumer][side].append(await measure(url, args, expected=1))
     finally:
-        stop_server(server)
+        for server, _ in servers.values():
+            stop_server(server)
+    return {consumer: summarize(by_side) for consumer, by_side in samples.items()}
+
+
+def sides(args: argparse.Namespace) -> list[tuple[str, int]]:
+    """Today's one shared thread, then the pool."""
+    return [("one_thread", 1), ("pool", args.threads)]
+
+
+def summarize(by_side: dict[str, list[RunResult]]) -> dict[str, Any]:
+    """Medians per side over the rounds, and the ratios of those medians."""
+    summary: dict[str, Any] = {"failure": None}
+    for side, runs in by_side.items():
+        summary[side] = {
+            "calls_per_second": statistics.median(run.calls_per_second for run in runs),
+            "probe_p50_ms": statistics.median(run.probe_p50_ms for run in runs),
+            "probe_p90_ms": statistics.median(run.probe_p90_ms for run in runs),
+            "rounds": [vars(run) for run in runs],
+        }
+    one, pool = summary["one_thread"], summary["pool"]
+    summary["calls_ratio"] = pool["calls_per_second"] / one["calls_per_second"]
+    summary["p50_ratio"] = pool["probe_p50_ms"] / one["probe_p50_ms"]
+    return summary
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -234,26 +274,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         tmp = Path(tmp_name)
         prepare_sqlite(tmp / "bench.sqlite3")
         for workload in args.workload:
-            for consumer in args.consumer:
-                key = f"{workload}/{consumer}"
-                try:
-                    one = await run_one(args, workload, consumer, 1, tmp)
-                    pool = await run_one(args, workload, consumer, args.threads, tmp)
-                except Exception as exc:  # a failed run is a result, not a crash
-                    results[key] = {"failure": f"{type(exc).__name__}: {exc}"}
-                    continue
-                results[key] = {
-                    "one_thread": vars(one),
-                    "pool": vars(pool),
-                    "calls_ratio": pool.calls_per_second / one.calls_per_second,
-                    "p50_ratio": pool.probe_p50_ms / one.probe_p50_ms,
-                    "failure": None,
-                }
+            try:
+                by_consumer = await run_workload(args, workload, tmp)
+            except Exception as exc:  # a failed run is a result, not a crash
+                failure = {"failure": f"{type(exc).__name__}: {exc}"}
+                by_consumer = dict.fromkeys(args.consumer, failure)
+            for consumer, result in by_consumer.items():
+                results[f"{workload}/{consumer}"] = result
     return {
         "config": {
             "busy_connections": args.busy,
             "pool_threads": args.threads,
             "window_seconds": args.seconds,
+            "rounds": args.rounds,
             "python": platform.python_version(),
             "cpu_count": os.cpu_count(),
         },
@@ -276,10 +309,10 @@ def verdict(key: str, result: dict[str, Any]) -> str:
 def print_report(data: dict[str, Any]) -> None:
     config = data["config"]
     print(
-        f"sync handlers: {config['busy_connections']} busy connections + 1 probe, "
-        f"{config['window_seconds']:g} s windows, pool of {config['pool_threads']} threads "
-        f"against SYNC_THREADS=1 (Channels' shared thread); "
-        f"Python {config['python']}, {config['cpu_count']} CPUs"
+        f"sync handlers: {config['busy_connections']} busy connections + 1 probe; "
+        f"{config['rounds']} interleaved rounds of {config['window_seconds']:g} s (medians); "
+        f"a pool of {config['pool_threads']} threads against SYNC_THREADS=1 "
+        f"(Channels' shared thread); Python {config['python']}, {config['cpu_count']} CPUs"
     )
     print(
         f"target on {TARGET_WORKLOAD}: calls/s >= {CALLS_TARGET:g}x, "

@@ -81,6 +81,22 @@ def test_a_function_gets_one_adapter_per_pool(settings: Any) -> None:
     assert workers.in_thread(print, pool) is not workers.in_thread(print, None)
 
 
+class Unhashable:
+    """A callable handler object that cannot be a dict key (``__eq__`` without ``__hash__``)."""
+
+    def __eq__(self, other: object) -> bool:
+        return other is self
+
+    def __call__(self) -> str:
+        return threading.current_thread().name
+
+
+async def test_a_callable_that_cannot_be_hashed_still_runs_in_the_pool(settings: Any) -> None:
+    settings.ROHRPOST = {"SYNC_THREADS": 2}
+    ran_in = await workers.in_thread(Unhashable(), workers.executor())()
+    assert ran_in.startswith("rohrpost-sync")
+
+
 # --- end to end: a real server ---------------------------------------------------------
 
 

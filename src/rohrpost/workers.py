@@ -63,8 +63,6 @@ def executor() -> ThreadPoolExecutor | None:
     return pool
 
 
-# Handlers are few and live as long as the process: each one's adapter is made once.
-@functools.lru_cache(maxsize=1024)
 def in_thread(
     func: Callable[..., Any], pool: ThreadPoolExecutor | None
 ) -> Callable[..., Coroutine[Any, Any, Any]]:
@@ -77,6 +75,19 @@ def in_thread(
             Either way the thread's stale database connections are closed
             before and after, as Channels' ``database_sync_to_async`` does.
     """
+    try:
+        return _adapted(func, pool)
+    except TypeError:  # a callable object that cannot be hashed: adapted each time
+        return _adapt(func, pool)
+
+
+def _adapt(
+    func: Callable[..., Any], pool: ThreadPoolExecutor | None
+) -> Callable[..., Coroutine[Any, Any, Any]]:
     if pool is None:
         return DatabaseSyncToAsync(func)  # type: ignore[no-any-return]
     return DatabaseSyncToAsync(func, thread_sensitive=False, executor=pool)  # type: ignore[no-any-return]
+
+
+# Handlers are few and live as long as the process: each one's adapter is made once.
+_adapted = functools.lru_cache(maxsize=1024)(_adapt)

@@ -17,7 +17,7 @@ from tests.services import POSTGRES, require_service
 
 pytestmark = pytest.mark.e2e
 
-TINY = ["--busy", "3", "--seconds", "0.3", "--threads", "2", "--rounds", "2"]
+TINY = ["--busy", "3", "--seconds", "1", "--threads", "2", "--rounds", "1"]
 
 
 @pytest.fixture(autouse=True)

@@ -130,8 +130,8 @@ def check_sync_threads(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
     an in-memory SQLite database (``":memory:"``, or a ``mode=memory`` URI
     without ``cache=shared``) makes a new, empty database. With Channels' one
     shared thread every handler sees the same one; in a pool each thread would
-    see its own. (Django's test runner switches such a database to a shared
-    one by itself; the check reads the settings, so it warns there too.)
+    see its own. (Django's test runner turns such a database into a shared
+    one, in the settings too: in tests the check stays quiet.)
     """
     from django.conf import settings
 

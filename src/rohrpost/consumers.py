@@ -269,6 +269,5 @@ class AsyncRohrpostConsumer(RohrpostConsumerMixin, AsyncWebsocketConsumer):
         await super().websocket_disconnect(message)
 
 
-
 # What Channels runs before every event, for handlers that may use the async ORM.
 _aclose_old_connections = sync_to_async(close_old_connections)

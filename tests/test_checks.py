@@ -89,7 +89,7 @@ def test_a_setting_of_none_is_an_error(settings: Any) -> None:
     assert [error.msg for error in check_settings()] == ["ROHRPOST must be a dict, not NoneType."]
 
 
-# --- rohrpost.W004: a pool of threads on an in-memory SQLite database ----------------------
+# --- rohrpost.W005: a pool of threads on an in-memory SQLite database ----------------------
 
 
 def sqlite(name: str) -> dict[str, Any]:
@@ -113,7 +113,7 @@ def test_one_thread_on_in_memory_sqlite_is_fine(settings: Any) -> None:
 def test_a_pool_on_in_memory_sqlite_is_a_warning(settings: Any) -> None:
     settings.ROHRPOST = {"SYNC_THREADS": 4}
     (warning,) = [w for w in check_sync_threads() if "'scratch'" in w.msg]
-    assert warning.id == "rohrpost.W004"
+    assert warning.id == "rohrpost.W005"
     assert "'scratch' is an in-memory SQLite database" in warning.msg
     assert warning in rohrpost_problems()
 

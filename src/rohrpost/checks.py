@@ -13,7 +13,7 @@
                    5-second ``socket_timeout`` on: every connection's
                    blocking receive times out and the WebSocket is dropped
                    every 5 seconds
-``rohrpost.W004``  ``SYNC_THREADS`` above 1 with an in-memory SQLite
+``rohrpost.W005``  ``SYNC_THREADS`` above 1 with an in-memory SQLite
                    database: each worker thread would open its own empty
                    database
 =================  ==========================================================
@@ -124,7 +124,7 @@ def _redis_major() -> int:
 
 @register("rohrpost")
 def check_sync_threads(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """Warn (``rohrpost.W004``) when pool threads would each see their own in-memory SQLite.
+    """Warn (``rohrpost.W005``) when pool threads would each see their own in-memory SQLite.
 
     Django opens one database connection per thread, and every connection to
     an in-memory SQLite database (``":memory:"``, or a ``mode=memory`` URI
@@ -145,7 +145,7 @@ def check_sync_threads(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
                 "Use a SQLite file (or another database), or leave SYNC_THREADS at 1 "
                 "(Channels' one shared thread)."
             ),
-            id="rohrpost.W004",
+            id="rohrpost.W005",
         )
         for alias, database in settings.DATABASES.items()
         if in_memory_sqlite(database)

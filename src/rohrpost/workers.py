@@ -25,7 +25,7 @@ What stays the same either way:
 What changes: handlers of different connections run at the same time, so
 code they share must be thread-safe (as in any threaded Django server). An
 in-memory SQLite database is one database per thread, so each pool thread
-would see its own empty one: the system check ``rohrpost.W004`` warns of it.
+would see its own empty one: the system check ``rohrpost.W005`` warns of it.
 """
 
 from __future__ import annotations

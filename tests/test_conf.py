@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ VALID_SETTING: dict[str, Any] = {
     "AUTHENTICATE": "tests.test_auth.user_for_token",
     "REQUIRE_AUTHENTICATION": True,
     "HISTORY": {"SIZE": 50, "TTL": 60, "REDIS_URL": "redis://127.0.0.1:6379/2"},
+    "METRICS": True,
 }
 
 
@@ -46,6 +48,7 @@ def test_defaults_are_the_documented_values() -> None:
         "AUTHENTICATE": None,
         "REQUIRE_AUTHENTICATION": False,
         "HISTORY": {"SIZE": 1000, "TTL": 300, "REDIS_URL": None},
+        "METRICS": False,
     }
 
 
@@ -122,6 +125,7 @@ def test_get_returns_none_for_a_rate_limit_turned_off(settings: Any) -> None:
         ("SYNC_THREADS", 0),
         ("AUTHENTICATE", "no.such.module.hook"),
         ("REQUIRE_AUTHENTICATION", 1),
+        ("METRICS", "on"),
     ],
 )
 def test_get_returns_the_default_for_an_invalid_value(
@@ -158,8 +162,8 @@ def test_an_unknown_key_is_a_problem_that_lists_the_known_keys() -> None:
     assert conf.problems({"MAX_FRAME_SIZE": 10}) == [
         "ROHRPOST has an unknown key 'MAX_FRAME_SIZE'; the keys are: AUTHENTICATE, "
         "BATCH_GROUP_MESSAGES, BYTE_RATE_LIMIT, FLOOD_CLOSE_AFTER, FLOOD_COOLDOWN, "
-        "HISTORY, MAX_CONTAINERS, MAX_DEPTH, MAX_FRAME_BYTES, MAX_IN_FLIGHT, PUBLISH_WINDOW, "
-        "RATE_LIMIT, REQUIRE_AUTHENTICATION, SEND_QUEUE_LIMIT, SYNC_THREADS."
+        "HISTORY, MAX_CONTAINERS, MAX_DEPTH, MAX_FRAME_BYTES, MAX_IN_FLIGHT, METRICS, "
+        "PUBLISH_WINDOW, RATE_LIMIT, REQUIRE_AUTHENTICATION, SEND_QUEUE_LIMIT, SYNC_THREADS."
     ]
 
 
@@ -408,3 +412,29 @@ def test_an_invalid_history_setting_is_a_problem(value: Any, message: str) -> No
     (problem,) = conf.problems({"HISTORY": value})
     assert problem.startswith("ROHRPOST['HISTORY'] ")
     assert message in problem
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_metrics_accepts_bools_when_prometheus_client_imports(value: bool) -> None:
+    assert only_problem("METRICS", value) is None
+
+
+@pytest.mark.parametrize("value", [1, 0, "yes", None])
+def test_metrics_rejects_what_is_not_a_bool(value: Any) -> None:
+    assert only_problem("METRICS", value) == (
+        f"ROHRPOST['METRICS'] must be True or False, not {value!r}."
+    )
+
+
+def test_metrics_on_without_prometheus_client_is_a_problem_and_falls_back_to_off(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The dev group installs prometheus_client: a None entry makes its import fail.
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    assert only_problem("METRICS", True) == (
+        "ROHRPOST['METRICS'] is True, but prometheus_client is not installed: "
+        'pip install "rohrpost[metrics]".'
+    )
+    assert only_problem("METRICS", False) is None
+    settings.ROHRPOST = {"METRICS": True}
+    assert conf.get("METRICS") is False

@@ -25,6 +25,8 @@ class RohrpostConfig(AppConfig):
     verbose_name = "rohrpost"
 
     def ready(self) -> None:
-        from rohrpost import checks, handlers  # noqa: F401 - importing registers "ping", checks
+        from rohrpost import checks, handlers, metrics  # noqa: F401 - registers "ping", checks
+
+        metrics.configure()  # reads ROHRPOST["METRICS"] now, not on the first frame
 
         autodiscover_modules(HANDLER_MODULE)

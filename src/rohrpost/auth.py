@@ -34,7 +34,7 @@ from typing import Any, Final
 from channels.db import database_sync_to_async
 from django.utils.module_loading import import_string
 
-from rohrpost import conf, protocol, startup
+from rohrpost import conf, metrics, protocol, startup
 from rohrpost.exceptions import RohrpostError
 
 __all__ = ["CLOSE_UNAUTHENTICATED", "TOKEN_FIELD", "Authenticator", "resolve_hook"]
@@ -149,12 +149,14 @@ class Authenticator:
         except RohrpostError as exc:
             _log_refusal(request, f"the token hook raised {exc.code!r}: {exc.message}")
             try:
-                return None, protocol.encode_error(
+                refusal = protocol.encode_error(
                     request["id"], request["type"], exc.message, exc.code, exc.data
                 )
             except (TypeError, ValueError):
                 logger.exception("The token hook's error on request id %r", request["id"])
                 return None, _refusal(request, "The token is not valid.")
+            metrics.replied(request["type"], exc.code)
+            return None, refusal
         except Exception:
             logger.exception("The token hook failed on request id %r", request["id"])
             return None, _refusal(request, "The token could not be checked.")
@@ -171,6 +173,7 @@ def _log_refusal(request: dict[str, Any], why: str) -> None:
 
 
 def _refusal(request: dict[str, Any], message: str) -> str:
+    metrics.replied(request["type"], protocol.UNAUTHENTICATED)
     return protocol.encode_error(request["id"], request["type"], message, protocol.UNAUTHENTICATED)
 
 

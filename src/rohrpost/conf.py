@@ -18,16 +18,17 @@ Every key is optional::
         "AUTHENTICATE": None,               # token hook: "myapp.auth.user_for_token"
         "REQUIRE_AUTHENTICATION": False,    # True: anonymous clients are refused
         "HISTORY": {"SIZE": 1000, "TTL": 300, "REDIS_URL": None},  # see rohrpost.history
+        "METRICS": False,                   # True: Prometheus metrics (rohrpost[metrics])
     }
 
 ``"RATE_LIMIT": None`` and ``"BYTE_RATE_LIMIT": None`` turn rate limiting off. ``AUTHENTICATE`` and
 ``REQUIRE_AUTHENTICATION`` are explained in :mod:`rohrpost.auth`,
 ``MAX_IN_FLIGHT`` in :class:`rohrpost.AsyncRohrpostConsumer`, ``SEND_QUEUE_LIMIT``
 in :mod:`rohrpost.outbox`, ``HISTORY`` in :mod:`rohrpost.history`, ``SYNC_THREADS``
-in :mod:`rohrpost.workers`. The values are checked by Django's system checks
-(``manage.py check``) when ``"rohrpost"`` is in ``INSTALLED_APPS``, and, since
-ASGI servers run none, once when a process opens its first connection
-(:mod:`rohrpost.startup`); :func:`problems` lists what is wrong.
+in :mod:`rohrpost.workers`, ``METRICS`` in :mod:`rohrpost.metrics`. The values are
+checked by Django's system checks (``manage.py check``) when ``"rohrpost"`` is in
+``INSTALLED_APPS``, and, since ASGI servers run none, once when a process opens
+its first connection (:mod:`rohrpost.startup`); :func:`problems` lists what is wrong.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ DEFAULTS: dict[str, Any] = {
     "AUTHENTICATE": None,
     "REQUIRE_AUTHENTICATION": False,
     "HISTORY": {"SIZE": 1000, "TTL": 300, "REDIS_URL": None},
+    "METRICS": False,
 }
 
 #: Highest ``MAX_IN_FLIGHT`` accepted: beyond it, one client could start
@@ -177,6 +179,8 @@ def _problem(name: str, value: Any) -> str | None:
         return f"must be True or False, not {value!r}."
     elif name == "HISTORY":
         return _history_problem(value)
+    elif name == "METRICS":
+        return _metrics_problem(value)
     return None
 
 
@@ -203,6 +207,19 @@ def _history_problem(value: Any) -> str | None:
         isinstance(url, str) and url.startswith(("redis://", "rediss://", "unix://"))
     ):
         return f"['REDIS_URL'] must be None or a redis:// URL, not {url!r}."
+    return None
+
+
+def _metrics_problem(value: Any) -> str | None:
+    if not isinstance(value, bool):
+        return f"must be True or False, not {value!r}."
+    if value:
+        try:
+            import prometheus_client  # noqa: F401 - only whether it imports
+        except ImportError:
+            return (
+                'is True, but prometheus_client is not installed: pip install "rohrpost[metrics]".'
+            )
     return None
 
 

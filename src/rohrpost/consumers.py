@@ -26,7 +26,7 @@ from asgiref.sync import async_to_sync, markcoroutinefunction, sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer, WebsocketConsumer
 from django.db import close_old_connections
 
-from rohrpost import conf, workers
+from rohrpost import conf, metrics, workers
 from rohrpost import handlers as _builtin_handlers  # noqa: F401 - registers "ping"
 from rohrpost.connection import (
     RohrpostConsumerMixin,
@@ -50,7 +50,30 @@ __all__ = [
 logger = logging.getLogger("rohrpost")
 
 
-class SyncRohrpostConsumer(RohrpostConsumerMixin, WebsocketConsumer):
+class _OpenConnectionCount:
+    """Counts the connection in ``rohrpost_open_connections`` from its accept to its end.
+
+    Counted as the accept is sent, so that the client, once accepted, sees
+    itself counted. The end is the consumer's: a crash or a revocation that
+    skips ``websocket_disconnect`` still takes the connection off the count.
+    """
+
+    _rohrpost_counted = False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)  # type: ignore[misc]
+        finally:
+            if self._rohrpost_counted:
+                self._rohrpost_counted = False
+                metrics.connection_closed()
+
+    def _rohrpost_count_open(self) -> None:
+        self._rohrpost_counted = True
+        metrics.connection_opened()
+
+
+class SyncRohrpostConsumer(_OpenConnectionCount, RohrpostConsumerMixin, WebsocketConsumer):
     """The rohrpost consumer for sync code: handlers run in a worker thread.
 
     Like Channels' ``WebsocketConsumer``, it handles frames in a worker thread
@@ -140,12 +163,16 @@ class SyncRohrpostConsumer(RohrpostConsumerMixin, WebsocketConsumer):
         for text in _group_frames(self, event):
             self.send(text_data=text)
 
+    def accept(self, subprotocol: str | None = None, headers: Any = None) -> None:
+        self._rohrpost_count_open()
+        super().accept(subprotocol, headers)
+
     def websocket_disconnect(self, message: dict[str, Any]) -> None:
         async_to_sync(self._aleave_all_groups)()
         super().websocket_disconnect(message)
 
 
-class AsyncRohrpostConsumer(RohrpostConsumerMixin, AsyncWebsocketConsumer):
+class AsyncRohrpostConsumer(_OpenConnectionCount, RohrpostConsumerMixin, AsyncWebsocketConsumer):
     """The rohrpost consumer for async code: async handlers run on the event loop.
 
     By default a connection's requests are handled one after the other, as
@@ -255,6 +282,10 @@ class AsyncRohrpostConsumer(RohrpostConsumerMixin, AsyncWebsocketConsumer):
         """Forward a group message to the client."""
         for text in _group_frames(self, event):
             await self.send(text_data=text)
+
+    async def accept(self, subprotocol: str | None = None, headers: Any = None) -> None:
+        self._rohrpost_count_open()
+        await super().accept(subprotocol, headers)
 
     async def _rohrpost_asend(self, text: str) -> None:
         await self.send(text_data=text)

@@ -14,7 +14,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 
-from rohrpost import protocol
+from rohrpost import metrics, protocol
 from rohrpost.dispatch import Call, prepare_call
 from rohrpost.message import deliver
 from rohrpost.protocol import DEFAULT_LIMITS, Limits
@@ -50,6 +50,7 @@ def handle_rohrpost_message(
             text_data = bytes(text_data).decode("utf-8")
         except UnicodeDecodeError as exc:
             message = f"Could not decode JSON message. Error: {exc}"
+            metrics.rejected(metrics.INVALID_FRAME, protocol.INVALID_JSON)
             deliver(consumer, protocol.encode_error(None, None, message, protocol.INVALID_JSON))
             return
     call = prepare_call(registry, text_data, bytes_data, limits)

@@ -150,10 +150,9 @@ def test_off_the_record_calls_change_nothing(metrics_on: None, settings: Any) ->
     metrics.connection_opened()
     metrics.connection_closed()
     metrics.connection_closed()
-    metrics.request_received("t.echo")
+    assert metrics.received("t.echo") is None
     metrics.rejected(metrics.UNKNOWN_TYPE, "unknown_type")
     metrics.replied("t.echo", metrics.OK)
-    metrics.handled("t.echo", 0.5, metrics.OK)
     metrics.push_dropped("closed")
     metrics.slow_client_closed()
     metrics.layer_error("receive")

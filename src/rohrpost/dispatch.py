@@ -110,20 +110,29 @@ class _MeasuredCall(Call):
     metrics are on, so that a frame pays nothing for them when they are off.
     """
 
-    __slots__ = ("code",)
+    __slots__ = ("code", "metrics")
+
+    def __init__(
+        self,
+        handler: Handler,
+        mode: HandlerMode,
+        request: dict[str, Any],
+        series: metrics.RequestMetrics,
+    ) -> None:
+        super().__init__(handler, mode, request)
+        self.metrics = series
+        self.code = metrics.OK
 
     def run(self, consumer: Any, handler: Handler | None = None) -> str | None:
-        self.code = metrics.OK
         started = perf_counter()
         reply = super().run(consumer, handler)
-        self._record(started, reply)
+        self.metrics.handled(perf_counter() - started, None if reply is None else self.code)
         return reply
 
     async def arun(self, consumer: Any, handler: Handler | None = None) -> str | None:
-        self.code = metrics.OK
         started = perf_counter()
         reply = await super().arun(consumer, handler)
-        self._record(started, reply)
+        self.metrics.handled(perf_counter() - started, None if reply is None else self.code)
         return reply
 
     def reply_for_error(self, exc: BaseException) -> str:
@@ -131,10 +140,6 @@ class _MeasuredCall(Call):
         # handler_error, yet counted under its own code: a bug the log shows.)
         self.code = exc.code if isinstance(exc, RohrpostError) else protocol.HANDLER_ERROR
         return super().reply_for_error(exc)
-
-    def _record(self, started: float, reply: str | None) -> None:
-        code = None if reply is None else self.code
-        metrics.handled(self.request["type"], perf_counter() - started, code)
 
 
 def prepare_call(
@@ -161,9 +166,8 @@ def prepare_call(
             _unknown_type(registry, request["type"]),
             protocol.UNKNOWN_TYPE,
         )
-    if metrics.enabled:  # with metrics off, the frame's one check
-        metrics.request_received(request["type"])
-        return _MeasuredCall(handler, handler_mode(handler), request)
+    if metrics.enabled and (series := metrics.received(request["type"])):  # off: one check
+        return _MeasuredCall(handler, handler_mode(handler), request, series)
     return Call(handler, handler_mode(handler), request)
 
 

@@ -44,19 +44,19 @@ __all__ = [
     "INVALID_FRAME",
     "OK",
     "UNKNOWN_TYPE",
+    "RequestMetrics",
     "configure",
     "connection_closed",
     "connection_opened",
     "enabled",
-    "handled",
     "hub_reconnected",
     "layer_error",
     "metrics_view",
     "push_dropped",
     "pushes_delivered",
+    "received",
     "rejected",
     "replied",
-    "request_received",
     "slow_client_closed",
 ]
 
@@ -144,29 +144,44 @@ class _Instruments:
             "rohrpost_hub_reconnects",
             "Times the process's delivery hub reconnected to the channel layer.",
         )
-        # Label children by value: `labels()` takes a lock and builds a key on each call.
-        self._frames: dict[str, Counter] = {}
-        self._durations: dict[str, Histogram] = {}
-        self._replies: dict[tuple[str, str], Counter] = {}
+        # One entry per request type: `labels()` takes a lock and builds a key on each call.
+        self._types: dict[str, RequestMetrics] = {}
 
-    def frames_of(self, request_type: str) -> Counter:
-        child = self._frames.get(request_type)
-        if child is None:
-            child = self._frames[request_type] = self.frames.labels(request_type)
-        return child
+    def of_type(self, request_type: str) -> RequestMetrics:
+        series = self._types.get(request_type)
+        if series is None:
+            series = self._types[request_type] = RequestMetrics(self, request_type)
+        return series
 
-    def durations_of(self, request_type: str) -> Histogram:
-        child = self._durations.get(request_type)
-        if child is None:
-            child = self._durations[request_type] = self.durations.labels(request_type)
-        return child
 
-    def replies_of(self, request_type: str, code: str) -> Counter:
-        key = (request_type, code)
-        child = self._replies.get(key)
+class RequestMetrics:
+    """The series of one request type, found once per frame: what a measured call records into.
+
+    Attributes:
+        received: The type's ``rohrpost_frames_received_total`` child.
+    """
+
+    __slots__ = ("_by_code", "_duration", "_replies", "_type", "received")
+
+    def __init__(self, instruments: _Instruments, request_type: str) -> None:
+        self.received: Counter = instruments.frames.labels(request_type)
+        self._duration: Histogram = instruments.durations.labels(request_type)
+        self._replies = instruments.replies
+        self._type = request_type
+        self._by_code: dict[str, Counter] = {}
+
+    def handled(self, seconds: float, code: str | None) -> None:
+        """Record a handler's run: its duration and, unless ``code`` is ``None``, its reply."""
+        self._duration.observe(seconds)
+        if code is not None:
+            self.replied(code)
+
+    def replied(self, code: str) -> None:
+        """Count a reply with ``code`` (:data:`OK` or the error code)."""
+        child = self._by_code.get(code)
         if child is None:
-            child = self._replies[key] = self.replies.labels(request_type, code)
-        return child
+            child = self._by_code[code] = self._replies.labels(self._type, code)
+        child.inc()
 
 
 _instruments: _Instruments | None = None
@@ -210,10 +225,17 @@ def connection_closed() -> None:
         recorder.open_connections.dec()
 
 
-def request_received(request_type: str) -> None:
-    """Count a valid request whose type has a handler."""
+def received(request_type: str) -> RequestMetrics | None:
+    """Count a valid request whose type has a handler; return its type's series.
+
+    Returns:
+        What to record the handler's run into, or ``None`` when metrics are off.
+    """
     if enabled and (recorder := _recorder()):
-        recorder.frames_of(request_type).inc()
+        series = recorder.of_type(request_type)
+        series.received.inc()
+        return series
+    return None
 
 
 def rejected(label: str, code: str) -> None:
@@ -224,22 +246,15 @@ def rejected(label: str, code: str) -> None:
         code: The error code answered.
     """
     if enabled and (recorder := _recorder()):
-        recorder.frames_of(label).inc()
-        recorder.replies_of(label, code).inc()
+        series = recorder.of_type(label)
+        series.received.inc()
+        series.replied(code)
 
 
 def replied(request_type: str, code: str) -> None:
     """Count a reply sent to a request of ``request_type`` (``code``: :data:`OK` or the error)."""
     if enabled and (recorder := _recorder()):
-        recorder.replies_of(request_type, code).inc()
-
-
-def handled(request_type: str, seconds: float, code: str | None) -> None:
-    """Record a handler's run: its duration and, unless ``code`` is ``None``, its reply."""
-    if enabled and (recorder := _recorder()):
-        recorder.durations_of(request_type).observe(seconds)
-        if code is not None:
-            recorder.replies_of(request_type, code).inc()
+        recorder.of_type(request_type).replied(code)
 
 
 def pushes_delivered(count: int) -> None:

@@ -36,6 +36,7 @@ from rohrpost.exceptions import Forbidden, RohrpostError
 from rohrpost.main import handle_rohrpost_message
 from rohrpost.registry import HandlerRegistry
 from tests.communicators import connect as communicator_connect
+from tests.test_docs_snippets import load, python_blocks
 
 ROOT = Path(__file__).resolve().parent.parent
 IO_TIMEOUT = 10.0
@@ -418,6 +419,28 @@ def test_the_view_without_prometheus_client_says_what_to_install(
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
     with pytest.raises(ImproperlyConfigured, match=r"rohrpost\[metrics\]"):
         metrics.metrics_view(RequestFactory().get("/metrics/"))
+
+
+def test_the_guides_token_protected_view_serves_only_with_the_token(
+    metrics_on: None, settings: Any
+) -> None:
+    """docs/deployment.md's ``protected_metrics``, run as written."""
+    settings.METRICS_TOKEN = "s3cret"
+    [code] = python_blocks("deployment.md", "## Metrics")
+    assert code.startswith("# myapp/views.py\n")
+    views = load("myapp_views", code)
+    try:
+        factory = RequestFactory()
+        for headers in [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}]:
+            refused = views.protected_metrics(factory.get("/m/", headers=headers))
+            assert refused.status_code == 403
+        served = views.protected_metrics(
+            factory.get("/m/", headers={"Authorization": "Bearer s3cret"})
+        )
+        assert served.status_code == 200
+        assert b"rohrpost_open_connections" in served.content
+    finally:
+        del sys.modules["myapp_views"]
 
 
 # --- end to end: a real uvicorn, a real client, a real scrape -----------------------------

@@ -382,6 +382,25 @@ async def test_on_a_consumer_that_crashes_is_no_longer_counted(metrics_on: None)
     assert value("rohrpost_open_connections") == before
 
 
+class RefusingConsumer(AsyncRohrpostConsumer):
+    async def connect(self) -> None:
+        await self.close()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("fresh_channel_layers")
+async def test_on_a_refused_handshake_is_never_counted(metrics_on: None) -> None:
+    from channels.testing import WebsocketCommunicator
+
+    opened = value("rohrpost_open_connections")
+    communicator = WebsocketCommunicator(RefusingConsumer.as_asgi(), "/ws/")
+    connected, _ = await communicator.connect(timeout=1)
+    assert not connected
+    assert value("rohrpost_open_connections") == opened
+    await communicator.wait(timeout=1)
+    assert value("rohrpost_open_connections") == opened
+
+
 # --- the view ------------------------------------------------------------------------------
 
 

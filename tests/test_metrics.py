@@ -669,3 +669,76 @@ async def test_e2e_multiprocess_mode_sums_every_worker(tmp_path: Path) -> None:
             for client in clients:
                 await client.close()
         await wait_for_sample(server, "rohrpost_open_connections", 0)
+
+
+# --- the delivery path records what happens to pushes ------------------------------------
+
+
+@pytest.mark.usefixtures("fresh_channel_layers")
+async def test_on_the_hub_counts_pushes_delivered_and_dropped(metrics_on: None) -> None:
+    from rohrpost.consumers import AsyncRohrpostConsumer
+    from rohrpost.message import asend_to_group
+    from tests.communicators import connect
+
+    registry = HandlerRegistry()
+
+    @registry.handler("join")
+    async def join(consumer: Any, request: dict[str, Any]) -> str:
+        await consumer.aadd_to_group("room")
+        if request.get("data") == "and-leave":
+            await asend_to_group("room", {"id": 0, "type": "held"})
+            await asyncio.sleep(0.05)  # delivered to the hub, held for this frame
+            await consumer.aremove_from_group("room")
+        return "ok"
+
+    class Consumer(AsyncRohrpostConsumer):
+        rohrpost_registry = registry
+
+    delivered = value("rohrpost_pushes_delivered_total")
+    left = value("rohrpost_pushes_dropped_total", reason="left")
+    async with connect(Consumer) as a, connect(Consumer) as b:
+        for client in (a, b):
+            await client.send_to(text_data=frame("join"))
+            await client.receive_from(timeout=2)
+        await asend_to_group("room", {"id": 1, "type": "news"})
+        for client in (a, b):
+            await client.receive_from(timeout=2)
+        assert value("rohrpost_pushes_delivered_total") == delivered + 2
+        await a.send_to(text_data=json.dumps({"id": 2, "type": "join", "data": "and-leave"}))
+        await a.receive_from(timeout=2)
+        assert value("rohrpost_pushes_dropped_total", reason="left") == left + 1
+
+
+async def test_on_the_hub_counts_layer_errors_and_reconnects(
+    metrics_on: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from channels.layers import InMemoryChannelLayer
+
+    from rohrpost import hub as hub_module
+
+    monkeypatch.setattr(hub_module, "RETRY_FIRST_SECONDS", 0.001)
+    monkeypatch.setattr(hub_module, "CANARY_SECONDS", 0.01)
+    errors = value("rohrpost_channel_layer_errors_total", where="group_add")
+    reconnects = value("rohrpost_hub_reconnects_total")
+
+    class Flaky(InMemoryChannelLayer):  # type: ignore[misc]
+        failures = 2
+
+        async def group_add(self, group: str, channel: str) -> None:
+            if self.failures:
+                self.failures -= 1
+                raise ConnectionError("Redis is down")
+            await super().group_add(group, channel)
+
+    hub = hub_module.hub_for(Flaky())
+
+    class Member:
+        def rohrpost_control(self, event: dict[str, Any]) -> None: ...
+
+    hub.add("room", Member())  # type: ignore[arg-type]
+    for _ in range(400):
+        if value("rohrpost_hub_reconnects_total") > reconnects:
+            break
+        await asyncio.sleep(0.005)
+    assert value("rohrpost_channel_layer_errors_total", where="group_add") >= errors + 1
+    assert value("rohrpost_hub_reconnects_total") == reconnects + 1

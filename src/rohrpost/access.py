@@ -32,9 +32,9 @@ from typing import Any
 
 from channels.exceptions import StopConsumer
 
-from rohrpost import control, encoding
+from rohrpost import control, encoding, metrics
 from rohrpost.delivery import DeliveryMixin
-from rohrpost.outbox import Outbox
+from rohrpost.outbox import CLOSE_TOO_SLOW, Outbox
 from rohrpost.protocol import generate_id
 
 __all__ = ["AccessMixin"]
@@ -125,6 +125,8 @@ class AccessMixin(DeliveryMixin):
         if self._rohrpost_revoked is not None:
             return
         self._rohrpost_revoked = code
+        if code == CLOSE_TOO_SLOW:
+            metrics.slow_client_closed()
         if self._rohrpost_outgoing is not None:
             self._rohrpost_outgoing.abort()
         self._rohrpost_hub_forget()

@@ -38,6 +38,7 @@ from asgiref.sync import async_to_sync
 from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
 
+from rohrpost import metrics
 from rohrpost.hub import (
     RETRY_FIRST_SECONDS,
     Hub,
@@ -207,7 +208,7 @@ class DeliveryMixin:
             except Exception as exc:
                 _raise_if_cancelling()
                 if not _is_idle_timeout(exc):
-                    hub.report_fault(exc)
+                    hub.report_fault(exc, "receive")
                     delay = await hub.aretry_pause(delay)
                 continue
             delay = RETRY_FIRST_SECONDS
@@ -270,6 +271,9 @@ class DeliveryMixin:
             return
         outbox = self._rohrpost_outgoing
         assert outbox is not None  # a connection joins groups only once it runs
+        if outbox.closing:
+            metrics.push_dropped("closed")
+            return
         for text in texts:
             outbox.put({"type": "websocket.send", "text": text})
 
@@ -294,6 +298,7 @@ class DeliveryMixin:
         groups = self.rohrpost_groups
         for group, text, offset in held:
             if group not in groups:
+                metrics.push_dropped("left")
                 continue
             if offset is not None and offset <= floors.get(group, 0):
                 continue

@@ -39,6 +39,8 @@ from typing import Any, Final, Protocol
 
 from channels.layers import InMemoryChannelLayer
 
+from rohrpost import metrics
+
 __all__ = ["CONTROL_EVENT_TYPE", "CONTROL_GROUP", "Hub", "Member", "hub_for"]
 
 logger = logging.getLogger("rohrpost")
@@ -201,6 +203,8 @@ class Hub:
                 member.rohrpost_push(group, texts, event)
             except Exception:
                 logger.exception("A connection failed to take a push")
+        if metrics.enabled:
+            metrics.pushes_delivered(len(members) * (1 if texts is None else len(texts)))
 
     # --- the layer -----------------------------------------------------------------------
 
@@ -233,7 +237,7 @@ class Hub:
             served.channel = channel
             await self.layer.group_add(served.name, channel)
         except Exception as exc:
-            self.report_fault(exc)
+            self.report_fault(exc, "group_add")
             raise
         finally:
             served.joining = None
@@ -271,7 +275,7 @@ class Hub:
                     # An idle Redis connection timed out (socket_timeout at or below
                     # the layer's blocking time; system check rohrpost.W004): again.
                     continue
-                self.report_fault(exc)
+                self.report_fault(exc, "receive")
                 delay = await self.aretry_pause(delay)
                 continue
             delay = RETRY_FIRST_SECONDS
@@ -290,13 +294,13 @@ class Hub:
                 self.channel = await self.layer.new_channel()
             except Exception as exc:
                 _raise_if_cancelling()
-                self.report_fault(exc)
+                self.report_fault(exc, "new_channel")
                 delay = await self.aretry_pause(delay)
         try:
             await self._ajoin_control()
         except Exception as exc:  # the upkeep joins again once the layer answers
             _raise_if_cancelling()
-            self.report_fault(exc)
+            self.report_fault(exc, "group_add")
         await self._areceive(self.channel, None)
 
     async def _ajoin_control(self) -> None:
@@ -309,8 +313,15 @@ class Hub:
         """Whether the layer can lose memberships (Redis can; the in-memory layer cannot)."""
         return not isinstance(self.layer, InMemoryChannelLayer)
 
-    def report_fault(self, exc: BaseException) -> None:
-        """Note a layer fault: log it once per outage and have the upkeep join everything again."""
+    def report_fault(self, exc: BaseException, where: str) -> None:
+        """Note a layer fault: log it once per outage and have the upkeep join everything again.
+
+        Args:
+            exc: What the layer raised.
+            where: The layer call that failed (``"receive"``, ``"group_add"``, ...),
+                counted in the metrics.
+        """
+        metrics.layer_error(where)
         self._rejoined_at = None
         if not self._outage:
             self._outage = True
@@ -354,7 +365,7 @@ class Hub:
                 await self._arejoin_all()
             except Exception as exc:
                 _raise_if_cancelling()
-                self.report_fault(exc)
+                self.report_fault(exc, "group_add")
                 delay = await self.aretry_pause(delay)
                 continue
             delay = RETRY_FIRST_SECONDS
@@ -369,6 +380,7 @@ class Hub:
 
     def _recovered(self) -> None:
         self._outage = False
+        metrics.hub_reconnected()
         logger.warning("The channel layer answers again; rohrpost's hub joined its groups")
 
     async def _asend_canary(self) -> None:
@@ -380,7 +392,7 @@ class Hub:
             await self.layer.group_send(self._canary_group, event)
         except Exception as exc:
             _raise_if_cancelling()
-            self.report_fault(exc)
+            self.report_fault(exc, "group_send")
 
     async def _arejoin_all(self) -> None:
         """Add every membership the hub stands for again: its own and its members' own."""

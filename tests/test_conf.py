@@ -47,7 +47,7 @@ def test_defaults_are_the_documented_values() -> None:
         "SEND_QUEUE_LIMIT": 1048576,
         "AUTHENTICATE": None,
         "REQUIRE_AUTHENTICATION": False,
-        "HISTORY": {"SIZE": 1000, "TTL": 300, "REDIS_URL": None},
+        "HISTORY": {"ENABLED": False, "SIZE": 1000, "TTL": 300, "REDIS_URL": None},
         "METRICS": False,
     }
 
@@ -389,7 +389,14 @@ def test_flood_cooldown_rejects_anything_else(value: Any) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [{}, {"SIZE": 1}, {"TTL": 0.5 + 1}, {"REDIS_URL": "rediss://h/0"}, {"REDIS_URL": None}],
+    [
+        {},
+        {"ENABLED": True},
+        {"SIZE": 1},
+        {"TTL": 0.5 + 1},
+        {"REDIS_URL": "rediss://h/0"},
+        {"REDIS_URL": None},
+    ],
 )
 def test_a_valid_history_setting_is_no_problem(value: Any) -> None:
     assert conf.problems({"HISTORY": value}) == []
@@ -400,6 +407,7 @@ def test_a_valid_history_setting_is_no_problem(value: Any) -> None:
     [
         (None, "must be a dict like"),
         ({"SIZE": 10, "KEEP": 1}, "must be a dict like"),
+        ({"ENABLED": 1}, "['ENABLED'] must be True or False"),
         ({"SIZE": 0}, "['SIZE'] must be an integer from 1 to 1000000"),
         ({"SIZE": True}, "['SIZE'] must be an integer"),
         ({"TTL": 0}, "['TTL'] must be a number of seconds from 1 to 604800"),

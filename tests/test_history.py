@@ -158,23 +158,23 @@ async def test_redis_history_is_shared_and_a_lost_redis_is_a_new_epoch(
         await other.aclose()
 
 
-async def test_recording_costs_nothing_until_a_kind_keeps_history(
-    monkeypatch: pytest.MonkeyPatch,
+async def test_recording_costs_nothing_while_history_is_off(
+    monkeypatch: pytest.MonkeyPatch, settings: Any
 ) -> None:
-    monkeypatch.setattr(history, "_tracking", False)
+    settings.ROHRPOST = {}
     monkeypatch.setattr(history, "_store", None)
     assert await history.arecord("g", [push(1)]) == ([push(1)], None)
     assert history._store is None  # not even made
 
 
 async def test_a_failing_store_is_logged_and_the_pushes_go_out_unpositioned(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, settings: Any
 ) -> None:
     class Broken(MemoryHistory):
         async def aappend(self, group: str, texts: Any) -> Any:
             raise ConnectionError("Redis is down")
 
-    monkeypatch.setattr(history, "_tracking", True)
+    settings.ROHRPOST = {"HISTORY": {"ENABLED": True}}
     monkeypatch.setattr(history, "_store", Broken())
     assert await history.arecord("g", [push(1)]) == ([push(1)], None)
     assert "Recording 1 pushes to 'g' in the history failed" in caplog.text
@@ -284,3 +284,20 @@ def _apply(client: dict[str, Any], frame: str) -> None:
     client["seen"].append(decoded["id"])
     where = decoded["position"]
     client["position"] = Position(where["epoch"], where["offset"])
+
+
+def test_a_redis_store_keeps_one_client_per_event_loop(redis_url: str) -> None:
+    store = RedisHistory(redis_url, prefix=f"rohrpost-test-{uuid.uuid4().hex}")
+    gone = asyncio.new_event_loop()
+    gone.close()
+    store._clients[gone] = object()  # the client of a loop that has ended
+
+    async def use() -> None:
+        await store.aopen("g")
+        assert list(store._clients) == [asyncio.get_running_loop()]  # the stale one dropped
+        await store._client().delete(*store._keys("g"))
+        await store.aclose()
+        await store.aclose()  # closed already: nothing to do
+
+    asyncio.run(use())
+    assert store._clients == {}

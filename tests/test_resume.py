@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from channels.testing import WebsocketCommunicator
+from django.core.exceptions import ImproperlyConfigured
 
 from rohrpost import AsyncRohrpostConsumer, SyncRohrpostConsumer, history
 from rohrpost.history import MemoryHistory
@@ -51,11 +52,8 @@ def make_registry() -> HandlerRegistry:
     return registry
 
 
-REGISTRY = make_registry()
-
-
 class Racing:
-    rohrpost_registry = REGISTRY
+    rohrpost_registry = HandlerRegistry()  # made by the fixture below, history on
 
     async def aadd_to_group(self, group_name: str) -> None:
         await super().aadd_to_group(group_name)  # type: ignore[misc]
@@ -77,7 +75,9 @@ def consumer_class(request: pytest.FixtureRequest) -> type[Any]:
 
 
 @pytest.fixture(autouse=True)
-def memory_history(monkeypatch: pytest.MonkeyPatch) -> MemoryHistory:
+def memory_history(monkeypatch: pytest.MonkeyPatch, settings: Any) -> MemoryHistory:
+    settings.ROHRPOST = {"HISTORY": {"ENABLED": True}}
+    monkeypatch.setattr(Racing, "rohrpost_registry", make_registry())
     store = MemoryHistory(size=100, ttl=60)
     monkeypatch.setattr(history, "_store", store)
     STATE.clear()
@@ -234,3 +234,11 @@ async def test_a_kind_without_history_ignores_since_and_pushes_carry_no_position
 def test_a_snapshot_needs_history() -> None:
     with pytest.raises(ValueError, match="needs history=True"):
         Subscriptions().declare("x", group=lambda data: "x", snapshot=lambda u, s, d: None)
+
+
+def test_a_kind_with_history_needs_history_on_in_the_settings(settings: Any) -> None:
+    settings.ROHRPOST = {}
+    with pytest.raises(
+        ImproperlyConfigured, match=r"ROHRPOST = \{\"HISTORY\": \{\"ENABLED\": True\}\}"
+    ):
+        Subscriptions().declare("x", group=lambda data: "x", history=True)

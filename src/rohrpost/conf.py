@@ -17,7 +17,7 @@ Every key is optional::
         "SEND_QUEUE_LIMIT": 1048576,        # bytes waiting for a client: over it, close 4008
         "AUTHENTICATE": None,               # token hook: "myapp.auth.user_for_token"
         "REQUIRE_AUTHENTICATION": False,    # True: anonymous clients are refused
-        "HISTORY": {"SIZE": 1000, "TTL": 300, "REDIS_URL": None},  # see rohrpost.history
+        "HISTORY": {"ENABLED": False, "SIZE": 1000, "TTL": 300, "REDIS_URL": None},
         "METRICS": False,                   # True: Prometheus metrics (rohrpost[metrics])
     }
 
@@ -55,7 +55,7 @@ DEFAULTS: dict[str, Any] = {
     "SEND_QUEUE_LIMIT": 1024 * 1024,
     "AUTHENTICATE": None,
     "REQUIRE_AUTHENTICATION": False,
-    "HISTORY": {"SIZE": 1000, "TTL": 300, "REDIS_URL": None},
+    "HISTORY": {"ENABLED": False, "SIZE": 1000, "TTL": 300, "REDIS_URL": None},
     "METRICS": False,
 }
 
@@ -190,9 +190,14 @@ HISTORY_TTL_BOUNDS = (1, 7 * 24 * 3600)
 
 
 def _history_problem(value: Any) -> str | None:
-    shape = "{'SIZE': <pushes per group>, 'TTL': <seconds>, 'REDIS_URL': <url or None>}"
-    if not isinstance(value, dict) or not set(value) <= {"SIZE", "TTL", "REDIS_URL"}:
+    shape = (
+        "{'ENABLED': <bool>, 'SIZE': <pushes per group>, 'TTL': <seconds>, "
+        "'REDIS_URL': <url or None>}"
+    )
+    if not isinstance(value, dict) or not set(value) <= {"ENABLED", "SIZE", "TTL", "REDIS_URL"}:
         return f"must be a dict like {shape}, not {value!r}."
+    if not isinstance(value.get("ENABLED", False), bool):
+        return f"['ENABLED'] must be True or False, not {value['ENABLED']!r}."
     size, ttl = value.get("SIZE", 1), value.get("TTL", 1)
     if not (isinstance(size, int) and not isinstance(size, bool)) or not (
         HISTORY_SIZE_BOUNDS[0] <= size <= HISTORY_SIZE_BOUNDS[1]

@@ -1,6 +1,7 @@
 """Recent pushes per group, so that a client that was away gets what it missed.
 
-A subscription kind declared with ``history=True``
+With ``ROHRPOST["HISTORY"] = {"ENABLED": True}``, a subscription kind
+declared with ``history=True``
 (:meth:`rohrpost.subscriptions.Subscriptions.declare`) has its groups
 *tracked*: every push to a tracked group gets a **position**, an ``offset``
 that grows by one per push within an ``epoch`` (a random id for the life of
@@ -52,9 +53,9 @@ __all__ = [
     "RedisHistory",
     "Replay",
     "arecord",
+    "enabled",
     "positioned",
     "store",
-    "track_kinds",
 ]
 
 #: Pushes kept per group, and seconds a group's history outlives its last push.
@@ -307,11 +308,11 @@ class RedisHistory(HistoryStore):
 async def arecord(group: str, texts: list[str]) -> tuple[list[str], int | None]:
     """``texts`` positioned when ``group`` is tracked, and the first one's offset (publishers).
 
-    Costs nothing while no subscription kind keeps history. A store that
+    Costs nothing while ``ROHRPOST["HISTORY"]["ENABLED"]`` is off. A store that
     fails is logged; the pushes then go out without a position (a client
     resuming past them is told to reset only if the gap shows).
     """
-    if not _tracking or not texts:
+    if not texts or not enabled():
         return texts, None
     try:
         recorded = await store().aappend(group, texts)
@@ -323,30 +324,28 @@ async def arecord(group: str, texts: list[str]) -> tuple[list[str], int | None]:
     return recorded
 
 
-_tracking = False
 _store: HistoryStore | None = None
 _store_lock = threading.Lock()
 
 
-def track_kinds() -> None:
-    """Note that a subscription kind keeps history: from now on publishing consults it."""
-    global _tracking
-    _tracking = True
+def enabled() -> bool:
+    """Whether history is on (``ROHRPOST["HISTORY"]["ENABLED"]``): then every publisher records.
 
-
-def tracking() -> bool:
-    """Whether any subscription kind of this process keeps history (else publishing skips it)."""
-    return _tracking
+    A setting, not something the subscription kinds switch on as they are
+    declared: a process that publishes (a management command, a task worker)
+    may never import them, and a push it sent unrecorded would be missed by
+    a resuming client without a reset.
+    """
+    return bool(conf.get("HISTORY").get("ENABLED", False))
 
 
 def store() -> HistoryStore:
     """The history store of this process, made from the settings on first use."""
     global _store
-    if _store is None:
-        with _store_lock:
-            if _store is None:
-                _store = _from_settings()
-    return _store
+    with _store_lock:
+        if _store is None:
+            _store = _from_settings()
+        return _store
 
 
 def reset_store() -> None:

@@ -153,7 +153,7 @@ class Subscriptions:
         if snapshot is not None and not history:
             raise ValueError("A snapshot needs history=True: its position comes from the history.")
         if history:
-            _history.track_kinds()
+            _require_history_on(kind)
 
         def decorator(allow: Permission) -> Permission:
             self._kinds[kind] = _Kind(group, allow, history, snapshot)
@@ -215,6 +215,19 @@ class Subscriptions:
         _kind, _data, name = self._resolve(request)
         await consumer.aremove_from_group(name)
         return {"group": name}
+
+
+def _require_history_on(kind: str) -> None:
+    """Refuse a kind with history while the settings leave it off (when they are readable)."""
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+
+    if settings.configured and not _history.enabled():
+        raise ImproperlyConfigured(
+            f'The group object "{kind}" keeps history, but history is off: set '
+            'ROHRPOST = {"HISTORY": {"ENABLED": True}} in the settings of every process '
+            "(servers and anything that publishes)."
+        )
 
 
 def _since(kind: _Kind, request: dict[str, Any]) -> Position | None:

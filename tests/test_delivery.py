@@ -58,6 +58,10 @@ def make_registry() -> HandlerRegistry:
         await GATE["frame"].wait()
         return "waited"
 
+    @registry.handler("quit")
+    async def quit_(consumer: Any, request: dict[str, Any]) -> None:
+        await consumer._rohrpost_aclose(1000)  # still in its groups until the client goes
+
     @registry.handler("channel")
     async def channel(consumer: Any, request: dict[str, Any]) -> str:
         return str(consumer.channel_name)
@@ -380,3 +384,14 @@ async def test_a_plain_channels_consumer_an_overriding_one_and_the_hubs_share_a_
         for client in (plain, overriding, via_hub, via_hub_sync):
             assert [(await frame(client))["id"] for _ in range(2)] == [1, 2]
             assert await client.receive_nothing(timeout=0.05)
+
+
+async def test_a_push_to_a_connection_that_is_closing_is_dropped(
+    consumer_class: type[Any],
+) -> None:
+    async with connect(consumer_class) as client:
+        await ask(client, {"id": 1, "type": "join", "data": ["room"]})
+        await client.send_to(text_data=json.dumps({"id": 2, "type": "quit"}))
+        assert await client.receive_output(timeout=2) == {"type": "websocket.close", "code": 1000}
+        await asend_to_group("room", {"id": 3, "type": "too-late"})
+        assert await client.receive_nothing(timeout=0.1)

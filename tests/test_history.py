@@ -97,11 +97,12 @@ async def test_pushes_get_consecutive_offsets_and_a_resume_gets_what_it_missed(
     recorded = await store.aappend("g", [push(1), push(2)])
     assert recorded is not None
     frames, first = recorded
-    assert first == 1
+    assert first == Position(start.epoch, 1)
     assert offsets(frames) == [1, 2]
     assert json.loads(frames[0])["position"]["epoch"] == start.epoch
-    _, first3 = await store.aappend("g", [push(3)]) or ([], 0)
-    assert first3 == 3
+    third = await store.aappend("g", [push(3)])
+    assert third is not None
+    assert third[1] == Position(start.epoch, 3)
     replay = await store.areplay("g", Position(start.epoch, 1))
     assert replay is not None
     assert offsets(replay.frames) == [2, 3]

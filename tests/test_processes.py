@@ -35,6 +35,8 @@ START_SECONDS = 20.0
 #: channels_redis drops a membership this long after it was added unless renewed;
 #: small here, so that the tests outlive it several times over.
 GROUP_EXPIRY = 4
+#: Pushes each group's history keeps (ROHRPOST["HISTORY"]["SIZE"] of the servers).
+HISTORY_SIZE = 100
 _ids = itertools.count(1)
 
 
@@ -109,6 +111,7 @@ def _env(redis_server: RedisServer, layer: str) -> dict[str, str]:
     }
     if layer == "core":
         env["E2E_GROUP_EXPIRY"] = str(GROUP_EXPIRY)
+    env["E2E_HISTORY_SIZE"] = str(HISTORY_SIZE)
     return env
 
 
@@ -138,16 +141,21 @@ class Cluster:
     servers: list[Server]
     env: dict[str, str]
 
-    def publish(self, group: str, text: str) -> None:
-        """Publish from a plain Python process (no server, no event loop of its own)."""
+    def publish(self, group: str, text: str, count: int = 1) -> None:
+        """Publish from a plain Python process (no server, no event loop of its own).
+
+        ``count`` pushes ``text``, ``text``-2, ... (the first keeps ``text`` as it is).
+        """
         code = (
             "import django; django.setup()\n"
             "import sys\n"
             "from rohrpost.message import send_to_group\n"
-            "send_to_group(sys.argv[1], {'type': 'shout', 'data': {'text': sys.argv[2]}})\n"
+            "for n in range(int(sys.argv[3])):\n"
+            "    text = sys.argv[2] if n == 0 else f'{sys.argv[2]}-{n + 1}'\n"
+            "    send_to_group(sys.argv[1], {'type': 'shout', 'data': {'text': text}})\n"
         )
         result = subprocess.run(
-            [sys.executable, "-c", code, group, text],
+            [sys.executable, "-c", code, group, text, str(count)],
             cwd=ROOT,
             env=self.env,
             capture_output=True,
@@ -330,3 +338,142 @@ async def test_a_redis_restart_closes_no_socket_and_every_subscriber_gets_the_ne
         log = server.log()
         assert log.count("The channel layer failed") <= 2, log
         assert "answers again" in log or "had lost" in log, log
+
+
+# --- history: resume, reset, snapshot (issue 13) --------------------------------------------
+
+
+async def follow(
+    connection: ClientConnection, kind: str, name: str, since: Any = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Subscribe; return the reply's data and the pushes that came before it (the replay)."""
+    request_id = next(_ids)
+    request: dict[str, Any] = {
+        "id": request_id,
+        "type": "subscribe",
+        "data": {"type": kind, "name": name},
+    }
+    if since is not None:
+        request["since"] = since
+    await send_json(connection, request)
+    before: list[dict[str, Any]] = []
+    while True:
+        frame = json.loads(await asyncio.wait_for(connection.recv(), 10))
+        if frame.get("id") == request_id and frame.get("type") == "subscribe":
+            assert "data" in frame, frame
+            return frame["data"], before
+        before.append(frame)
+
+
+async def shouts(connection: ClientConnection, count: int) -> list[dict[str, Any]]:
+    """The next ``count`` shout pushes, whole (with their positions)."""
+    found: list[dict[str, Any]] = []
+    while len(found) < count:
+        frame = json.loads(await asyncio.wait_for(connection.recv(), 10))
+        if frame.get("type") == "shout":
+            found.append(frame)
+    return found
+
+
+async def test_a_client_away_while_50_pushes_go_out_gets_exactly_those_on_another_process(
+    cluster: Cluster,
+) -> None:
+    name = f"resume-{next(_ids)}"
+    group = f"feed-{name}"
+    async with connect(cluster.servers[0].url("async")) as first:
+        reply, _ = await follow(first, "feed", name)
+        await asyncio.to_thread(cluster.publish, group, "seen", 3)
+        last = (await shouts(first, 3))[-1]["position"]
+        assert last["offset"] == reply["position"]["offset"] + 3
+    await asyncio.to_thread(cluster.publish, group, "missed", 50)
+    since = {"epoch": last["epoch"], "offset": last["offset"]}
+    async with connect(cluster.servers[1].url("sync")) as back:
+        reply, replayed = await follow(back, "feed", name, since)
+        assert reply["resumed"] == 50
+        assert [p["data"]["text"] for p in replayed] == ["missed"] + [
+            f"missed-{n}" for n in range(2, 51)
+        ]
+        offsets = [p["position"]["offset"] for p in replayed]
+        assert offsets == list(range(last["offset"] + 1, last["offset"] + 51))
+        assert reply["position"] == {"epoch": last["epoch"], "offset": offsets[-1]}
+        await asyncio.to_thread(cluster.publish, group, "live")
+        (live,) = await shouts(back, 1)
+        assert live["data"]["text"] == "live"
+        assert live["position"]["offset"] == offsets[-1] + 1
+
+
+async def test_a_client_away_past_the_window_is_told_to_reset(cluster: Cluster) -> None:
+    name = f"window-{next(_ids)}"
+    async with connect(cluster.servers[0].url("async")) as first:
+        reply, _ = await follow(first, "feed", name)
+    await asyncio.to_thread(cluster.publish, f"feed-{name}", "flood", HISTORY_SIZE + 150)
+    async with connect(cluster.servers[1].url("async")) as back:
+        again, replayed = await follow(back, "feed", name, reply["position"])
+        assert again["reset"] is True
+        assert replayed == []
+        assert again["position"]["offset"] == reply["position"]["offset"] + HISTORY_SIZE + 150
+
+
+async def test_a_snapshot_taken_while_a_writer_saves_plus_the_pushes_after_it_is_the_state(
+    cluster: Cluster,
+) -> None:
+    """A writer increments a counter and publishes each value; a client joins mid-stream."""
+    name = f"count-{next(_ids)}"
+    key = f"e2e:counter:{name}"
+    code = (
+        "import django; django.setup()\n"
+        "import os, sys, time, redis\n"
+        "from rohrpost.message import send_to_group\n"
+        "client = redis.Redis.from_url(os.environ['E2E_REDIS_URL'])\n"
+        "for _ in range(300):\n"
+        "    value = client.incr(sys.argv[1])\n"  # the change, committed ...
+        "    send_to_group(sys.argv[2], {'type': 'counter', 'data': {'value': value}})\n"
+        "    time.sleep(0.002)\n"
+    )
+    async with connect(cluster.servers[0].url("async")) as watcher:
+        await follow(watcher, "counter", name)  # the group has history from here on
+        writer = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", code, key, f"counter-{name}", cwd=ROOT, env=cluster.env
+        )
+        try:
+            # Mid-stream: once the watcher has had a few of the writer's pushes.
+            for _ in range(10):
+                frame = json.loads(await asyncio.wait_for(watcher.recv(), 10))
+                assert frame["type"] == "counter"
+            async with connect(cluster.servers[1].url("sync")) as client:
+                reply, before = await follow(client, "counter", name)
+                assert before == []
+                state = reply["snapshot"]["value"]
+                position = reply["position"]["offset"]
+                assert state > 0
+                assert await asyncio.wait_for(writer.wait(), 60) == 0
+                final = int(cluster.redis.client().get(key) or 0)
+                while state != final:
+                    frame = json.loads(await asyncio.wait_for(client.recv(), 10))
+                    assert frame["type"] == "counter"
+                    assert frame["position"]["offset"] > position  # nothing older than it
+                    position = frame["position"]["offset"]
+                    state = frame["data"]["value"]  # full state: applied as it comes
+                assert state == final == 300
+        finally:
+            if writer.returncode is None:
+                writer.kill()
+                await writer.wait()
+
+
+async def test_after_redis_restarted_empty_a_resume_is_a_reset(cluster: Cluster) -> None:
+    name = f"restart-{next(_ids)}"
+    async with connect(cluster.servers[0].url("async")) as first:
+        reply, _ = await follow(first, "feed", name)
+        await asyncio.to_thread(cluster.publish, f"feed-{name}", "before", 5)
+        await shouts(first, 5)
+    cluster.redis.stop()
+    await asyncio.to_thread(cluster.redis.start)
+    await asyncio.sleep(2)  # the hubs notice and join their groups again
+    since = {"epoch": reply["position"]["epoch"], "offset": reply["position"]["offset"] + 5}
+    async with connect(cluster.servers[1].url("async")) as back:
+        again, replayed = await follow(back, "feed", name, since)
+        assert again["reset"] is True
+        assert replayed == []
+        assert again["position"]["epoch"] != since["epoch"]
+        assert again["position"]["offset"] == 0

@@ -242,3 +242,52 @@ def test_a_kind_with_history_needs_history_on_in_the_settings(settings: Any) -> 
         ImproperlyConfigured, match=r"ROHRPOST = \{\"HISTORY\": \{\"ENABLED\": True\}\}"
     ):
         Subscriptions().declare("x", group=lambda data: "x", history=True)
+
+
+async def test_a_push_the_snapshot_covers_is_dropped_even_when_it_arrives_late(
+    consumer_class: type[Any],
+) -> None:
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    async with connect(consumer_class) as watcher, connect(consumer_class) as client:
+        await ask(watcher, subscribe())  # tracked from here on
+        for n in (1, 2):
+            await asend_to_group("board-1", note(n))
+        await frames(watcher, 2)
+        reply = await ask(client, subscribe())
+        epoch = reply["data"]["position"]["epoch"]
+        assert reply["data"]["position"]["offset"] == 2
+        # A push recorded at offset 2 whose delivery was slow: already applied.
+        for where in ((epoch, 2), ("another-epoch", 1), (epoch, 3)):
+            text = json.dumps({"id": 9, "type": "late", "data": list(where)})
+            await layer.group_send(
+                "board-1",
+                {
+                    "type": "rohrpost.message",
+                    "message": text,
+                    "group": "board-1",
+                    "epoch": where[0],
+                    "offset": where[1],
+                },
+            )
+        late = await frames(client, 2)
+        assert [p["data"] for p in late] == [["another-epoch", 1], [epoch, 3]]
+        # Unsubscribed and subscribed again: the new position is the floor.
+        await ask(client, {"id": 5, "type": "unsubscribe", "data": {"type": "board", "id": 1}})
+        reply = await ask(client, subscribe(request_id=6))
+        assert reply["data"]["position"]["offset"] == 2
+
+
+async def test_the_4x_test_double_subscribes_and_resumes_too(settings: Any) -> None:
+    from rohrpost.tests import Consumer
+
+    registry = Racing.rohrpost_registry
+    double = Consumer()
+    reply = await registry["subscribe"](consumer=double, request=subscribe("log"))
+    epoch = reply["position"]["epoch"]
+    await asend_to_group("log-1", note(1))  # nobody listens: recorded all the same
+    again = await registry["subscribe"](
+        consumer=Consumer(), request=subscribe("log", {"epoch": epoch, "offset": 0})
+    )
+    assert again["resumed"] == 1

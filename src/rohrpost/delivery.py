@@ -85,11 +85,11 @@ class DeliveryMixin:
         self._rohrpost_dispatching = False
         # Groups joined while handling the current frame, and their pushes held meanwhile.
         self._rohrpost_holding: set[str] | None = None
-        # (group, frame, offset in the group's history or None) for each held push.
-        self._rohrpost_held: list[tuple[str, str, int | None]] | None = None
-        # Per group joined by this frame: held pushes up to this offset were replayed
+        # (group, frame, (epoch, offset) in the group's history or None) per held push.
+        self._rohrpost_held: list[tuple[str, str, tuple[Any, int] | None]] | None = None
+        # Per group subscribed with history: pushes up to this position were replayed
         # or are in the snapshot (rohrpost.history), and are dropped.
-        self._rohrpost_floors: dict[str, int] | None = None
+        self._rohrpost_floors: dict[str, Any] | None = None
 
     def _rohrpost_serves_itself(self) -> bool:
         """Whether the connection needs its own layer membership (each consumer tells)."""
@@ -252,6 +252,8 @@ class DeliveryMixin:
 
     async def _rohrpost_aleave(self, group: str) -> None:
         """Leave ``group`` at the layer (the hub leaves when no local connection needs it)."""
+        if self._rohrpost_floors:
+            self._rohrpost_floors.pop(group, None)
         if self._rohrpost_hub is not None:
             self._rohrpost_hub.discard(group, self)  # type: ignore[arg-type]
         if not self._rohrpost_via_hub and self.channel_layer is not None:
@@ -261,13 +263,25 @@ class DeliveryMixin:
         """Send a group's push frames to the client (what the hub calls); never waits."""
         if texts is None:
             texts = self._rohrpost_frames(event)
+        first = event.get("offset")
+        if not isinstance(first, int):
+            first = None
+        elif self._rohrpost_floors and group in self._rohrpost_floors:
+            # Pushes up to the floor were replayed or are in the snapshot; one
+            # published before the subscribe may still arrive after its reply.
+            # (A new epoch starts its offsets again: nothing of it is covered.)
+            floor = self._rohrpost_floors[group]
+            if event.get("epoch") == floor.epoch:
+                texts = [text for i, text in enumerate(texts) if first + i > floor.offset]
         if self._rohrpost_holding is not None and group in self._rohrpost_holding:
             assert self._rohrpost_held is not None
-            first = event.get("offset")
-            if not isinstance(first, int):
+            if first is None:
                 self._rohrpost_held.extend((group, text, None) for text in texts)
             else:
-                self._rohrpost_held.extend((group, text, first + i) for i, text in enumerate(texts))
+                epoch = event.get("epoch")
+                self._rohrpost_held.extend(
+                    (group, text, (epoch, first + i)) for i, text in enumerate(texts)
+                )
             return
         outbox = self._rohrpost_outgoing
         assert outbox is not None  # a connection joins groups only once it runs
@@ -282,27 +296,35 @@ class DeliveryMixin:
         raise NotImplementedError  # pragma: no cover - the mixin that combines this defines it
 
     def _rohrpost_set_floor(self, group: str, position: Any) -> None:
-        """Drop held pushes of ``group`` up to ``position.offset`` (replayed, or in a snapshot)."""
-        if self._rohrpost_holding is not None and group in self._rohrpost_holding:
-            if self._rohrpost_floors is None:
-                self._rohrpost_floors = {}
-            self._rohrpost_floors[group] = position.offset
+        """Drop the pushes of ``group`` up to ``position.offset`` (replayed, or in a snapshot).
+
+        For as long as the connection is in the group: a push published before
+        the subscribe read the position may reach the hub after its reply.
+        """
+        if self._rohrpost_floors is None:
+            self._rohrpost_floors = {}
+        self._rohrpost_floors[group] = position
 
     def _rohrpost_release(self) -> None:
         """Send the pushes held while a frame was handled, of the groups still joined."""
         held = self._rohrpost_held or []
         floors = self._rohrpost_floors or {}
-        self._rohrpost_holding = self._rohrpost_held = self._rohrpost_floors = None
+        self._rohrpost_holding = self._rohrpost_held = None
         outbox = self._rohrpost_outgoing
         assert outbox is not None
         groups = self.rohrpost_groups
-        for group, text, offset in held:
+        for group, text, where in held:
             if group not in groups:
                 metrics.push_dropped("left")
                 continue
-            if offset is not None and offset <= floors.get(group, 0):
-                continue
+            if where is not None and _covered(where, floors.get(group)):
+                continue  # in the replay or the snapshot
             outbox.put({"type": "websocket.send", "text": text})
+
+
+def _covered(where: tuple[Any, int], floor: Any) -> bool:
+    """Whether the push at ``where`` (epoch, offset) is at or below ``floor`` (a position)."""
+    return floor is not None and where[0] == floor.epoch and where[1] <= floor.offset
 
 
 def _subscribes_on_creation(layer: Any) -> bool:

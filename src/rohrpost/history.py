@@ -113,8 +113,8 @@ class HistoryStore:
         """Track ``group`` (a new epoch when it has none); return its position now."""
         raise NotImplementedError  # pragma: no cover - each store defines it
 
-    async def aappend(self, group: str, texts: Sequence[str]) -> tuple[list[str], int] | None:
-        """Record pushes to ``group``: their positioned frames and the first one's offset.
+    async def aappend(self, group: str, texts: Sequence[str]) -> tuple[list[str], Position] | None:
+        """Record pushes to ``group``: their positioned frames and the first one's position.
 
         ``None`` when the group is not tracked (nobody subscribed with history).
         """
@@ -163,7 +163,7 @@ class MemoryHistory(HistoryStore):
             assert ring is not None
             return Position(ring.epoch, ring.offset)
 
-    async def aappend(self, group: str, texts: Sequence[str]) -> tuple[list[str], int] | None:
+    async def aappend(self, group: str, texts: Sequence[str]) -> tuple[list[str], Position] | None:
         with self._lock:
             ring = self._ring(group, create=False)
             if ring is None:
@@ -175,7 +175,7 @@ class MemoryHistory(HistoryStore):
                 frame = positioned(group, text, ring.epoch, ring.offset)
                 ring.entries.append((ring.offset, frame))
                 frames.append(frame)
-            return frames, first
+            return frames, Position(ring.epoch, first)
 
     async def areplay(self, group: str, since: Position) -> Replay | None:
         with self._lock:
@@ -260,13 +260,22 @@ class RedisHistory(HistoryStore):
 
     def _client(self) -> Any:
         import redis.asyncio
+        import redis.exceptions
+        from redis.asyncio.retry import Retry
+        from redis.backoff import ExponentialBackoff
 
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
             for stale in [known for known in self._clients if known.is_closed()]:
                 del self._clients[stale]
-            client = self._clients[loop] = redis.asyncio.Redis.from_url(self.url)
+            # A connection that Redis closed (a restart) is replaced and the
+            # call tried again, instead of failing the subscribe that made it.
+            client = self._clients[loop] = redis.asyncio.Redis.from_url(
+                self.url,
+                retry=Retry(ExponentialBackoff(cap=0.5, base=0.01), 3),
+                retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
+            )
         return client
 
     def _keys(self, group: str) -> list[str]:
@@ -278,14 +287,15 @@ class RedisHistory(HistoryStore):
         )
         return Position(epoch.decode(), int(offset))
 
-    async def aappend(self, group: str, texts: Sequence[str]) -> tuple[list[str], int] | None:
+    async def aappend(self, group: str, texts: Sequence[str]) -> tuple[list[str], Position] | None:
         found = await self._client().eval(
             _APPEND, 2, *self._keys(group), self.size, int(self.ttl), *texts
         )
         if not found:
             return None
         epoch, first = found[0].decode(), int(found[1])
-        return [positioned(group, text, epoch, first + i) for i, text in enumerate(texts)], first
+        frames = [positioned(group, text, epoch, first + i) for i, text in enumerate(texts)]
+        return frames, Position(epoch, first)
 
     async def areplay(self, group: str, since: Position) -> Replay | None:
         found = await self._client().eval(_REPLAY, 2, *self._keys(group), since.epoch, since.offset)
@@ -305,8 +315,8 @@ class RedisHistory(HistoryStore):
             await client.aclose()
 
 
-async def arecord(group: str, texts: list[str]) -> tuple[list[str], int | None]:
-    """``texts`` positioned when ``group`` is tracked, and the first one's offset (publishers).
+async def arecord(group: str, texts: list[str]) -> tuple[list[str], Position | None]:
+    """``texts`` positioned when ``group`` is tracked, and the first one's position (publishers).
 
     Costs nothing while ``ROHRPOST["HISTORY"]["ENABLED"]`` is off. A store that
     fails is logged; the pushes then go out without a position (a client

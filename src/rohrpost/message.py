@@ -209,8 +209,8 @@ async def asend_to_group(
     text = event["message"]
     if isinstance(text, str):
         (event["message"],), first = await history.arecord(group_name, [text])
-        if first is not None:
-            event["offset"] = first
+        if first is not None:  # its position (rohrpost.history)
+            event["epoch"], event["offset"] = first.epoch, first.offset
     await agroup_send(group_name, event, layer=layer)
 
 

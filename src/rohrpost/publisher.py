@@ -176,8 +176,8 @@ async def _send_batch(batch: list[Item]) -> None:
                 if len(chunk) == 1
                 else {"type": GROUP_EVENT_TYPE, "messages": chunk, "group": group}
             )
-            if first is not None:  # the first frame's offset (rohrpost.history)
-                event["offset"] = first + start
+            if first is not None:  # the first frame's position (rohrpost.history)
+                event["epoch"], event["offset"] = first.epoch, first.offset + start
             try:
                 await layer.group_send(group, event)
             except Exception:

@@ -21,6 +21,9 @@ which this module adds handlers that exercise each way a handler can run
     burst    data["count"] pushes of data["size"] characters to data["group"]
     rss      the server process's resident memory in kB
     members  how many connections the process's hub holds in data["group"]
+    subscribe / unsubscribe  group objects {"type": "feed", "name": ...} (history) and
+             {"type": "counter", "name": ...} (history, and a snapshot: the counter's
+             value in Redis, which tests.test_processes's writer increments)
     codec    the name of the JSON codec the server runs with
     stray    group_send of an event no consumer handles, then a real shout
 """
@@ -51,6 +54,7 @@ from rohrpost import (  # noqa: E402
     send_to_group,
 )
 from rohrpost.hub import hub_for  # noqa: E402
+from rohrpost.subscriptions import Subscriptions  # noqa: E402
 from tests.e2e import BOOM_TEXT  # noqa: E402
 
 
@@ -186,6 +190,41 @@ async def handle_stray(consumer: Any, request: dict[str, Any]) -> dict[str, bool
         await layer.group_send(_group(request), {"type": event_type, "message": "x"})
     await asend_to_group(_group(request), _push(request))
     return {"sent": True}
+
+
+_subscriptions = Subscriptions()
+
+
+def _counter_key(data: dict[str, Any]) -> str:
+    return f"e2e:counter:{data['name']}"
+
+
+def _counter_snapshot(user: Any, scope: Any, data: dict[str, Any]) -> dict[str, int]:
+    import redis
+
+    client = redis.Redis.from_url(os.environ["E2E_REDIS_URL"])
+    try:
+        return {"value": int(client.get(_counter_key(data)) or 0)}
+    finally:
+        client.close()
+
+
+@_subscriptions.declare("feed", group=lambda data: f"feed-{data['name']}", history=True)
+def _may_follow(user: Any, scope: Any, data: dict[str, Any]) -> bool:
+    return True
+
+
+@_subscriptions.declare(
+    "counter",
+    group=lambda data: f"counter-{data['name']}",
+    history=True,
+    snapshot=_counter_snapshot,
+)
+def _may_count(user: Any, scope: Any, data: dict[str, Any]) -> bool:
+    return True
+
+
+_subscriptions.install()
 
 
 application = ProtocolTypeRouter(

@@ -26,6 +26,8 @@ if _redis_url := os.environ.get("E2E_REDIS_URL"):
         "default": {"BACKEND": _backends[os.environ["E2E_REDIS_LAYER"]], "CONFIG": _config}
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# tests.e2e.app declares subscription kinds with history (kept in Redis, or in memory).
+ROHRPOST = {"HISTORY": {"ENABLED": True, "SIZE": int(os.environ.get("E2E_HISTORY_SIZE", "1000"))}}
 # The server's log goes to a file the tests read: handler tracebacks must land there.
 LOGGING = {
     "version": 1,

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from channels.layers import channel_layers
+from channels_redis.core import RedisChannelLayer
 from django.core.management import call_command
 from django.test import override_settings
 
@@ -257,53 +258,201 @@ async def test_a_refused_token_is_logged_at_info_without_the_token(
     assert token not in caplog.text
 
 
-# --- channels_redis under redis-py 8 -------------------------------------------------------
+# --- channels_redis socket timeouts (W003, W004) ------------------------------------------
 
 REDIS = "channels_redis.core.RedisChannelLayer"
+PUBSUB = "channels_redis.pubsub.RedisPubSubChannelLayer"
+URL = "redis://127.0.0.1:6379/0"
+SENTINEL = {"sentinels": [("127.0.0.1", 26379)], "master_name": "rohrpost"}
 
 
-@pytest.mark.parametrize(
-    ("config", "warned"),
-    [
-        ({"hosts": ["redis://127.0.0.1:6379/0"]}, True),
-        ({"hosts": [("127.0.0.1", 6379)]}, True),
-        ({"hosts": [{"address": "redis://127.0.0.1:6379/0"}]}, True),
-        (None, True),  # channels_redis' default host
-        ({"hosts": "redis://127.0.0.1:6379/0"}, True),
-        ({"hosts": [{"address": "redis://127.0.0.1:6379/0", "socket_timeout": None}]}, False),
-        ({"hosts": ({"address": "redis://h/0", "socket_timeout": 30},)}, False),
-    ],
-)
-def test_a_redis_layer_that_keeps_redis_py_8s_read_timeout_is_a_warning(
-    settings: Any, config: Any, warned: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(checks, "_redis_major", lambda: 8)
-    layer: dict[str, Any] = {"BACKEND": REDIS}
+def redis_layer_warnings(settings: Any, config: Any, backend: str = REDIS) -> list[Any]:
+    layer: dict[str, Any] = {"BACKEND": backend}
     if config is not None:
         layer["CONFIG"] = config
     settings.CHANNEL_LAYERS = {"default": layer, "memory": {"BACKEND": "x.InMemoryChannelLayer"}}
-    found = check_channel_layers()
-    assert [w.id for w in found] == (["rohrpost.W003"] if warned else [])
-    if warned:
-        assert "'default'" in found[0].msg
-        assert '"socket_timeout": None' in str(found[0].hint)
+    return check_channel_layers()
 
 
-def test_before_redis_py_8_there_is_no_read_timeout_to_warn_about(
-    settings: Any, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"hosts": [URL]},
+        {"hosts": [("127.0.0.1", 6379)]},
+        {"hosts": [{"address": URL}]},
+        {"hosts": [{"address": URL, "health_check_interval": 30}]},
+        {"hosts": [{"host": "127.0.0.1", "port": 6379}]},
+        {"hosts": ["unix:///run/redis.sock"]},
+        {"hosts": [SENTINEL]},
+        {"hosts": [{**SENTINEL, "sentinel_kwargs": {"socket_timeout": None}}]},
+        {"hosts": ["redis://127.0.0.1:6379/0?health_check_interval=30"]},
+        {"hosts": []},  # channels_redis' default host
+        None,
+    ],
+)
+def test_a_redis_host_left_with_redis_py_8s_default_timeout_is_w003(
+    settings: Any, config: Any
 ) -> None:
-    monkeypatch.setattr(checks, "_redis_major", lambda: 7)
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": REDIS, "CONFIG": {"hosts": ["redis://h"]}}}
+    found = redis_layer_warnings(settings, config)
+    assert [w.id for w in found] == ["rohrpost.W003"]
+    assert found[0].msg.startswith("The channel layer 'default' leaves redis-py's default ")
+    assert "socket_timeout of 5 s on hosts[0], no longer than the 5 s" in found[0].msg
+    assert '"socket_timeout": None}, or above 5 s.' in str(found[0].hint)
+
+
+@pytest.mark.parametrize(
+    ("config", "where"),
+    [
+        ({"hosts": [{"address": URL, "socket_timeout": 5}]}, "hosts[0] (socket_timeout=5)"),
+        ({"hosts": [{"address": URL, "socket_timeout": 0.5}]}, "hosts[0] (socket_timeout=0.5)"),
+        ({"hosts": [{"host": "h", "port": 1, "socket_timeout": 3}]}, "hosts[0] (socket_timeout=3)"),
+        ({"hosts": [{**SENTINEL, "socket_timeout": 2}]}, "hosts[0] (socket_timeout=2)"),
+        ({"hosts": [URL + "?socket_timeout=4"]}, "hosts[0] (?socket_timeout=4)"),
+        # The URL's query wins over the dict's key, in redis-py as in the check.
+        (
+            {"hosts": [{"address": URL + "?socket_timeout=5", "socket_timeout": None}]},
+            "hosts[0] (?socket_timeout=5)",
+        ),
+        (
+            {"hosts": [{"address": URL, "socket_timeout": None}, URL + "?socket_timeout=1"]},
+            "hosts[1] (?socket_timeout=1)",
+        ),
+    ],
+)
+def test_a_redis_host_with_a_socket_timeout_at_or_below_the_blocking_receive_is_w004(
+    settings: Any, config: Any, where: str
+) -> None:
+    found = redis_layer_warnings(settings, config)
+    assert [w.id for w in found] == ["rohrpost.W004"]
+    assert f"sets a socket_timeout on {where}, no longer than the 5 s" in found[0].msg
+    assert '"socket_timeout": None}, or above 5 s.' in str(found[0].hint)
+    assert (checks.URL_TIMEOUT_NOTE in str(found[0].hint)) == ("?" in where)
+
+
+def test_a_layer_with_both_kinds_of_short_timeout_gets_both_warnings(settings: Any) -> None:
+    hosts = [URL, {"address": URL, "socket_timeout": 10}, {"address": URL, "socket_timeout": 1}]
+    found = redis_layer_warnings(settings, {"hosts": hosts})
+    assert [w.id for w in found] == ["rohrpost.W003", "rohrpost.W004"]
+    assert "on hosts[0], no longer" in found[0].msg
+    assert "on hosts[2] (socket_timeout=1), no longer" in found[1].msg
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"hosts": [{"address": URL, "socket_timeout": None}]},
+        {"hosts": ({"address": URL, "socket_timeout": 30},)},
+        {"hosts": [{"address": URL, "socket_timeout": 5.5}]},
+        {"hosts": [URL + "?socket_timeout=10"]},
+        {"hosts": [{"address": URL + "?socket_timeout=10", "socket_timeout": 1}]},
+        {"hosts": [{"host": "127.0.0.1", "port": 6379, "socket_timeout": None}]},
+        {"hosts": [{**SENTINEL, "socket_timeout": None, "sentinel_kwargs": {"socket_timeout": 1}}]},
+        # Hosts channels_redis refuses by itself, when the layer is built or connects.
+        {"hosts": URL},
+        {"hosts": [URL + "?socket_timeout=None"]},
+        {"hosts": ["http://127.0.0.1:6379/0"]},
+        {"hosts": [{"master_name": "rohrpost"}]},
+    ],
+)
+def test_a_redis_host_whose_reads_outlast_the_blocking_receive_passes(
+    settings: Any, config: Any
+) -> None:
+    assert redis_layer_warnings(settings, config) == []
+
+
+@pytest.mark.parametrize(
+    "backend", [PUBSUB, "channels_redis.core.NoSuchLayer", "channels_redis.utils.decode_hosts"]
+)
+def test_layers_whose_receive_does_not_block_on_a_socket_read_are_not_checked(
+    settings: Any, backend: str
+) -> None:
+    """The pub/sub layer reads with a 0.1 s timeout of its own per call."""
+    assert redis_layer_warnings(settings, {"hosts": [URL]}, backend) == []
+
+
+def test_layers_without_a_backend_path_are_left_to_channels(settings: Any) -> None:
+    settings.CHANNEL_LAYERS = {"default": {}, "odd": "x", "numbered": {"BACKEND": 1}}
     assert check_channel_layers() == []
 
 
-def test_the_installed_redis_py_major_version_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
-    from importlib.metadata import PackageNotFoundError, version
+class SlowRedisChannelLayer(RedisChannelLayer):  # type: ignore[misc]
+    brpop_timeout = 20
 
-    assert checks._redis_major() == int(version("redis").split(".")[0])
 
-    def missing(name: str) -> str:
-        raise PackageNotFoundError(name)
+def test_a_layer_subclass_is_checked_against_its_own_blocking_timeout(settings: Any) -> None:
+    backend = f"{__name__}.SlowRedisChannelLayer"
+    config = {"hosts": [{"address": URL, "socket_timeout": 10}]}
+    found = redis_layer_warnings(settings, config, backend)
+    assert [w.id for w in found] == ["rohrpost.W004"]
+    assert "no longer than the 20 s" in found[0].msg
+    assert "or above 20 s." in str(found[0].hint)
 
-    monkeypatch.setattr("importlib.metadata.version", missing)
-    assert checks._redis_major() == 0
+
+def test_without_redis_py_8s_default_timeout_a_plain_url_passes(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py before 8 reads without a timeout unless one is given."""
+    monkeypatch.setattr(checks, "_default_socket_timeout", lambda connection_class: None)
+    assert redis_layer_warnings(settings, {"hosts": [URL]}) == []
+
+
+def test_the_default_timeout_is_the_one_a_redis_py_connection_gets() -> None:
+    from redis.asyncio import Connection, UnixDomainSocketConnection
+    from redis.asyncio.sentinel import SentinelManagedConnection
+
+    assert checks._default_socket_timeout(Connection) == Connection().socket_timeout
+    assert checks._default_socket_timeout(UnixDomainSocketConnection) == 5
+    assert checks._default_socket_timeout(SentinelManagedConnection) == 5
+    assert checks._default_socket_timeout(object) is None
+
+
+def test_the_start_up_checks_include_the_redis_timeout_warnings(settings: Any) -> None:
+    redis_layer_warnings(settings, {"hosts": [{"address": URL, "socket_timeout": 2}]})
+    assert [p.id for p in rohrpost_problems()] == ["rohrpost.W004"]
+
+
+async def test_the_check_foretells_which_idle_receives_fail_on_a_real_redis(
+    settings: Any, redis_url: str
+) -> None:
+    """Each layer waits 6 quiet seconds in a receive: those warned about fail, the others wait."""
+    import asyncio
+
+    from channels.layers import get_channel_layer
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    plain = redis_url.split("?")[0]
+    configs = {
+        "url": (REDIS, [plain]),
+        "url_off": (REDIS, [{"address": plain, "socket_timeout": None}]),
+        "url_query_10": (REDIS, [plain + "?socket_timeout=10"]),
+        "url_query_4_wins": (
+            REDIS,
+            [{"address": plain + "?socket_timeout=4", "socket_timeout": None}],
+        ),
+        "pubsub_url": (PUBSUB, [plain]),
+    }
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer"},
+        **{
+            alias: {"BACKEND": backend, "CONFIG": {"hosts": hosts}}
+            for alias, (backend, hosts) in configs.items()
+        },
+    }
+    warned = {p.msg.split("'")[1] for p in check_channel_layers()}
+
+    async def idle_receive_fails(alias: str) -> bool:
+        layer = get_channel_layer(alias)
+        channel = await layer.new_channel()
+        try:
+            await asyncio.wait_for(layer.receive(channel), 6.5)
+        except RedisTimeoutError:
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            await layer.flush()
+        raise AssertionError("nothing was sent, yet the receive returned")
+
+    failed = await asyncio.gather(*(idle_receive_fails(alias) for alias in configs))
+    assert {alias for alias, fail in zip(configs, failed, strict=True) if fail} == warned
+    assert warned == {"url", "url_query_4_wins"}

@@ -9,10 +9,14 @@
 ``rohrpost.W002``  ``"rohrpost"`` is not in ``INSTALLED_APPS``: no JavaScript
                    client as a static file, no handler autodiscovery, and
                    ``manage.py check`` runs none of these checks
-``rohrpost.W003``  a channels_redis layer whose hosts leave redis-py 8's
-                   5-second ``socket_timeout`` on: every connection's
-                   blocking receive times out and the WebSocket is dropped
-                   every 5 seconds
+``rohrpost.W003``  a channels_redis ``RedisChannelLayer`` host left with
+                   redis-py 8's default ``socket_timeout`` (5 s), no longer
+                   than the layer's blocking receive (5 s): every idle
+                   receive times out (retried by rohrpost; a message may be
+                   lost, and plain Channels consumers close)
+``rohrpost.W004``  the same with a ``socket_timeout`` the host sets (a dict
+                   key or the URL's ``?socket_timeout=``) at or below the
+                   blocking receive
 ``rohrpost.W005``  ``SYNC_THREADS`` above 1 with an in-memory SQLite
                    database: each worker thread would open its own empty
                    database
@@ -25,7 +29,9 @@ and logs what it finds.
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from typing import Any, NamedTuple, cast
+from urllib.parse import parse_qs, urlsplit
 
 from django.core.checks import CheckMessage, Error, Warning, register
 
@@ -39,8 +45,10 @@ __all__ = [
     "rohrpost_problems",
 ]
 
-#: redis-py from this major version on times socket reads out after 5 s by default.
-REDIS_TIMEOUT_MAJOR = 8
+#: Part of ``rohrpost.W004``'s hint when the timeout comes from a URL.
+URL_TIMEOUT_NOTE = (
+    " A ?socket_timeout= in the address URL wins over the dict's key: take it out of the URL."
+)
 
 SETTINGS_HINT = "See rohrpost.conf for every key and its meaning."
 
@@ -60,7 +68,10 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
 
 @register("rohrpost")
 def check_channel_layers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """Warn when there is no default channel layer (``W001``) or a Redis one drops (``W003``)."""
+    """Warn when there is no default layer (``W001``) or a Redis one drops idle sockets.
+
+    The Redis warnings are ``W003`` and ``W004``, see :func:`_redis_timeout_problems`.
+    """
     from django.conf import settings
 
     layers = getattr(settings, "CHANNEL_LAYERS", None)
@@ -81,45 +92,134 @@ def check_channel_layers(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
 
 
 def _redis_timeout_problems(layers: dict[str, Any]) -> list[CheckMessage]:
-    """Warn (``rohrpost.W003``) for channels_redis hosts that keep redis-py 8's read timeout.
+    """Warn for channels_redis hosts whose socket timeout cuts a blocking receive short.
 
-    channels_redis receives with a blocking ``BZPOPMIN`` of 5 seconds; since
-    redis-py 8 a socket read also gives up after 5 seconds unless the host
-    sets ``socket_timeout``, so the receive fails and the consumer with it.
+    ``RedisChannelLayer`` receives with a ``BZPOPMIN`` that Redis holds for
+    ``brpop_timeout`` (5) seconds when nothing comes. redis-py gives up a
+    socket read after the host's ``socket_timeout``, 5 seconds by default
+    since redis-py 8, so at or below the blocking time every idle receive
+    raises ``redis.exceptions.TimeoutError`` (channels_redis issue #422).
+    rohrpost's hub retries such a receive; a message popped as the read gives
+    up is lost all the same, and a plain Channels consumer closes its
+    WebSocket. ``rohrpost.W003`` is redis-py's default
+    doing this, ``rohrpost.W004`` a ``socket_timeout`` the host sets (as a
+    dict key or in its URL's query). ``RedisPubSubChannelLayer`` reads with
+    a timeout of its own per call, so its hosts are not checked.
     """
-    if _redis_major() < REDIS_TIMEOUT_MAJOR:
-        return []
     problems: list[CheckMessage] = []
     for alias, layer in layers.items():
-        if not isinstance(layer, dict) or "channels_redis" not in str(layer.get("BACKEND", "")):
+        blocking = _blocking_receive_timeout(layer)
+        if blocking is None:
             continue
+        from channels_redis.utils import decode_hosts
+
         config = layer.get("CONFIG")
-        hosts = config.get("hosts") if isinstance(config, dict) else None
-        hosts = hosts if isinstance(hosts, list | tuple) else [None]  # channels_redis' default
-        if any(not (isinstance(host, dict) and "socket_timeout" in host) for host in hosts):
+        try:
+            hosts = decode_hosts(config.get("hosts") if isinstance(config, dict) else None)
+        except (TypeError, ValueError):
+            continue  # channels_redis refuses these hosts itself, louder than a warning
+        default: float | None = None
+        defaulted: list[str] = []
+        configured: list[str] = []
+        from_url = False
+        for index, host in enumerate(hosts):
+            timeout = _socket_timeout(host)
+            if timeout is None or timeout.seconds is None or timeout.seconds > blocking:
+                continue
+            where = f"hosts[{index}]"
+            if timeout.source == "default":
+                default = timeout.seconds
+                defaulted.append(where)
+            else:
+                configured.append(f"{where} ({timeout.source}={timeout.seconds:g})")
+                from_url = from_url or timeout.source == "?socket_timeout"
+        fix = (
+            'Give each host as a dict with the timeout off, {"address": '
+            f'"redis://host:6379/0", "socket_timeout": None}}, or above {blocking:g} s.'
+        )
+        effect = (
+            f"no longer than the {blocking:g} s the layer's receive blocks on Redis: every idle "
+            "receive fails with redis.exceptions.TimeoutError. rohrpost retries its own, but a "
+            "message Redis hands over just as the client gives up is lost, and Channels' own "
+            "consumers close their WebSocket."
+        )
+        if defaulted:
             problems.append(
                 Warning(
-                    f"The channel layer {alias!r} uses channels_redis with redis-py 8 or later "
-                    "and no socket_timeout: every connection is dropped after 5 seconds "
-                    "without a message (Timeout reading from ...).",
-                    hint=(
-                        'Give each host as a dict with the timeout off: "hosts": '
-                        '[{"address": "redis://127.0.0.1:6379/0", "socket_timeout": None}].'
-                    ),
+                    f"The channel layer {alias!r} leaves redis-py's default socket_timeout "
+                    f"of {default:g} s on {', '.join(defaulted)}, {effect}",
+                    hint=fix,
                     id="rohrpost.W003",
+                )
+            )
+        if configured:
+            problems.append(
+                Warning(
+                    f"The channel layer {alias!r} sets a socket_timeout on "
+                    f"{', '.join(configured)}, {effect}",
+                    hint=fix + (URL_TIMEOUT_NOTE if from_url else ""),
+                    id="rohrpost.W004",
                 )
             )
     return problems
 
 
-def _redis_major() -> int:
-    """redis-py's major version, 0 when it is not installed."""
-    from importlib.metadata import PackageNotFoundError, version
+def _blocking_receive_timeout(layer: Any) -> float | None:
+    """How long the layer's receive blocks on a Redis socket, ``None`` if it is no such layer."""
+    if not isinstance(layer, dict) or not isinstance(layer.get("BACKEND"), str):
+        return None
+    from django.utils.module_loading import import_string
 
     try:
-        return int(version("redis").split(".")[0])
-    except (PackageNotFoundError, ValueError):
-        return 0
+        from channels_redis.core import RedisChannelLayer
+
+        backend: Any = import_string(layer["BACKEND"])
+    except ImportError:
+        return None  # no channels_redis; or a backend that fails Channels itself
+    if not (isinstance(backend, type) and issubclass(backend, RedisChannelLayer)):
+        return None
+    return float(cast("Any", backend).brpop_timeout)
+
+
+class _SocketTimeout(NamedTuple):
+    #: The read timeout in seconds; ``None``: reads wait as long as it takes.
+    seconds: float | None
+    #: ``"default"`` (redis-py's), ``"socket_timeout"`` (the host dict's) or
+    #: ``"?socket_timeout"`` (the address URL's query, which wins over the dict).
+    source: str
+
+
+def _socket_timeout(host: dict[str, Any]) -> _SocketTimeout | None:
+    """The read timeout channels_redis' connections to ``host`` get; ``None``: it cannot tell.
+
+    The host is turned into a connection pool the way channels_redis does it
+    (nothing connects), so a URL's query, the dict's keys and redis-py's
+    defaults take precedence exactly as they do at run time.
+    """
+    from channels_redis.utils import create_pool
+
+    try:
+        pool = create_pool(host)
+    except (KeyError, TypeError, ValueError):
+        return None  # channels_redis fails on this host when it connects, with the cause
+    kwargs = pool.connection_kwargs
+    if "socket_timeout" not in kwargs:
+        return _SocketTimeout(_default_socket_timeout(pool.connection_class), "default")
+    query = urlsplit(str(host.get("address", ""))).query
+    source = "?socket_timeout" if "socket_timeout" in parse_qs(query) else "socket_timeout"
+    return _SocketTimeout(kwargs["socket_timeout"], source)
+
+
+def _default_socket_timeout(connection_class: type) -> float | None:
+    """The ``socket_timeout`` a redis-py connection class takes when it is not given one."""
+    for cls in connection_class.__mro__:
+        init = vars(cls).get("__init__")
+        parameter = (
+            None if init is None else inspect.signature(init).parameters.get("socket_timeout")
+        )
+        if parameter is not None:
+            return parameter.default  # type: ignore[no-any-return]
+    return None
 
 
 @register("rohrpost")

@@ -38,9 +38,17 @@ $(DEMO_STAMP): pyproject.toml
 	fi
 	touch $(DEMO_STAMP)
 
+# WORKERS=2 (with REDIS_URL) serves the demo in two uvicorn processes, on PORT and
+# PORT+1: open one page on each (example/demo/serve.py says why two ports).
+WORKERS ?= 1
+
 demo: $(DEMO_STAMP)
+ifeq ($(WORKERS),1)
 	cd example && ../$(BIN)/python manage.py migrate --noinput --verbosity 0
 	cd example && exec ../$(BIN)/python -m uvicorn demo.asgi:application --host 127.0.0.1 --port $(PORT) --lifespan off $(UVICORN_WS)
+else
+	cd example && exec ../$(BIN)/python -m demo.serve --workers $(WORKERS) --port $(PORT) $(UVICORN_WS)
+endif
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

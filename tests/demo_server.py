@@ -5,11 +5,19 @@ with ``DJANGO_SETTINGS_MODULE=demo.settings``, its SQLite database in the
 given directory (``DEMO_DB_PATH``, so ``example/db.sqlite3`` is never
 touched) and the in-memory channel layer. Every wait is bounded and the
 server is killed at the end. The demo, client and browser tests share it.
+
+``ROHRPOST_DEMO_SERVER=granian`` runs every such test on granian instead of
+uvicorn (``server="granian"`` does it for one server).
+:func:`run_demo_processes` serves the demo in several processes, as
+``make demo WORKERS=2`` does, and :func:`run_redis_server` starts a Redis of
+the test's own for them.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.services import services_required
 
 EXAMPLE_DIR = Path(__file__).resolve().parent.parent / "example"
 WS_PATH = "/ws/rohrpost/"
@@ -38,6 +48,10 @@ UVICORN_WS_OPTIONS = (
     "--ws-ping-timeout",
     "20",
 )
+#: The ASGI servers the demo's tests run on.
+SERVERS = ("uvicorn", "granian")
+#: The server of :func:`run_demo` unless a test asks for one.
+DEFAULT_SERVER = os.environ.get("ROHRPOST_DEMO_SERVER", "uvicorn")
 
 
 @dataclass(frozen=True)
@@ -51,6 +65,8 @@ class DemoServer:
     db_path: Path
     #: The channels_redis URL the server uses, or ``None`` for the in-memory layer.
     redis_url: str | None = None
+    #: ``uvicorn`` or ``granian``.
+    server: str = "uvicorn"
 
     def manage_env(self) -> dict[str, str]:
         """The environment for a ``manage.py`` command against this server's data and layer."""
@@ -115,17 +131,29 @@ def _demo_env(db_path: Path, redis_url: str | None) -> dict[str, str]:
     return env
 
 
-@contextmanager
-def run_demo(directory: Path, *, redis_url: str | None = None) -> Iterator[DemoServer]:
-    """Migrate a fresh database in ``directory`` and serve the demo as ``make demo`` does.
+def server_command(port: int, server: str = "uvicorn") -> list[str]:
+    """The command that serves the demo on ``port`` from ``example/``, as the docs show it.
 
-    Args:
-        directory: Where the SQLite file and the server's log go.
-        redis_url: Serve with channels_redis at this URL (the demo's ``REDIS_URL``);
-            by default the zero-setup path, the in-memory channel layer.
+    uvicorn gets ``make demo``'s WebSocket limits; granian has no WebSocket
+    options (see docs/deployment.md) and runs its ASGI interface without
+    lifespan, as uvicorn's ``--lifespan off``.
     """
-    db_path = directory / "demo.sqlite3"
-    env = _demo_env(db_path, redis_url)
+    if server == "uvicorn":
+        return [
+            *(sys.executable, "-m", "uvicorn", "demo.asgi:application"),
+            *("--host", "127.0.0.1", "--port", str(port), "--lifespan", "off"),
+            *UVICORN_WS_OPTIONS,
+        ]
+    if server == "granian":
+        return [
+            *(sys.executable, "-m", "granian", "--interface", "asginl"),
+            *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
+            "demo.asgi:application",
+        ]
+    raise ValueError(f"unknown server {server!r}, not one of {SERVERS}")
+
+
+def _migrate(env: dict[str, str]) -> None:
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "--verbosity", "0"],
         cwd=EXAMPLE_DIR,
@@ -134,33 +162,141 @@ def run_demo(directory: Path, *, redis_url: str | None = None) -> Iterator[DemoS
         capture_output=True,
         timeout=60,
     )
+
+
+@contextmanager
+def run_demo(
+    directory: Path, *, redis_url: str | None = None, server: str = DEFAULT_SERVER
+) -> Iterator[DemoServer]:
+    """Migrate a fresh database in ``directory`` and serve the demo as ``make demo`` does.
+
+    Args:
+        directory: Where the SQLite file and the server's log go.
+        redis_url: Serve with channels_redis at this URL (the demo's ``REDIS_URL``);
+            by default the zero-setup path, the in-memory channel layer.
+        server: ``uvicorn`` (as ``make demo``) or ``granian``.
+    """
+    db_path = directory / "demo.sqlite3"
+    env = _demo_env(db_path, redis_url)
+    _migrate(env)
     port = _free_port()
     log_path = directory / "server.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "demo.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--lifespan",
-                "off",
-                *UVICORN_WS_OPTIONS,
-            ],
+            server_command(port, server),
             cwd=EXAMPLE_DIR,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    server = DemoServer(process, port, log_path, db_path, redis_url)
+    demo = DemoServer(process, port, log_path, db_path, redis_url, server)
     try:
-        _wait_until_listening(server)
-        yield server
+        _wait_until_listening(demo)
+        yield demo
     finally:
         if process.poll() is None:
             process.kill()
+        process.wait(timeout=STOP_TIMEOUT)
+
+
+def _free_ports_in_a_row(count: int) -> int:
+    """The first of ``count`` free ports in a row."""
+    for _ in range(50):
+        port = _free_port()
+        if all(_bindable(port + index) for index in range(1, count)):
+            return port
+    raise RuntimeError(f"no {count} free ports in a row")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@contextmanager
+def run_demo_processes(
+    directory: Path, *, redis_url: str, workers: int = 2
+) -> Iterator[list[DemoServer]]:
+    """Serve the demo in ``workers`` processes as ``make demo WORKERS=...`` does.
+
+    ``example/demo/serve.py`` migrates and starts one uvicorn per process on
+    consecutive ports. At the end it is stopped as Ctrl-C would, and every
+    process must be gone.
+
+    Returns:
+        One :class:`DemoServer` per process (they share the launcher's process
+        and log), in port order.
+    """
+    db_path = directory / "demo.sqlite3"
+    port = _free_ports_in_a_row(workers)
+    log_path = directory / "serve.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "demo.serve"),
+                *("--workers", str(workers), "--port", str(port)),
+                *UVICORN_WS_OPTIONS,
+            ],
+            cwd=EXAMPLE_DIR,
+            env=_demo_env(db_path, redis_url),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    servers = [
+        DemoServer(process, port + index, log_path, db_path, redis_url) for index in range(workers)
+    ]
+    try:
+        for server in servers:
+            _wait_until_listening(server)
+        yield servers
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=STOP_TIMEOUT)
+    for server in servers:
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", server.port)) != 0, f"{server.port} still open"
+
+
+@contextmanager
+def run_redis_server(directory: Path) -> Iterator[str]:
+    """A ``redis-server`` of the test's own on a free port, never the shared one.
+
+    Yields:
+        Its URL, database 0.
+    """
+    executable = shutil.which("redis-server")
+    if executable is None:
+        reason = "redis-server is not installed"
+        if services_required():
+            pytest.fail(f"{reason}, and ROHRPOST_REQUIRE_SERVICES is set", pytrace=False)
+        pytest.skip(reason)
+    port = _free_port()
+    command = [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    command += ["--appendonly", "no", "--dir", str(directory)]
+    with (directory / "redis.log").open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(
+                        f"redis-server did not start: {(directory / 'redis.log').read_text()}"
+                    )
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
         process.wait(timeout=STOP_TIMEOUT)

@@ -16,12 +16,13 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.demo_server import DemoServer, run_demo
+from tests.demo_server import DemoServer, run_demo, run_demo_processes, run_redis_server
 from tests.services import services_required
 
 pytestmark = pytest.mark.e2e
@@ -91,25 +92,28 @@ def sent_requests(page: Any, request_type: str) -> list[Any]:
     return [frame.get("data") for frame in SENT[page] if frame.get("type") == request_type]
 
 
-@pytest.fixture
-def page_pair(browser: Any, demo: DemoServer) -> Iterator[tuple[Any, Any]]:
-    """Two pages in separate browser contexts (like two people), both live on board 1."""
-    contexts = [browser.new_context(viewport={"width": 1100, "height": 800}) for _ in range(2)]
+@contextmanager
+def live_pages(browser: Any, urls: list[str]) -> Iterator[list[Any]]:
+    """A page per URL, each in its own browser context (like two people), live on board 1.
+
+    At the end no page may have had a script error or a failed request.
+    """
+    contexts = [browser.new_context(viewport={"width": 1100, "height": 800}) for _ in urls]
     pages = [context.new_page() for context in contexts]
     errors: list[str] = []
     failed: list[str] = []
-    for page in pages:
+    for page, url in zip(pages, urls, strict=True):
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.on(
             "response",
             lambda response: response.status >= 400 and failed.append(response.url),
         )
         record_sent_frames(page)
-        page.goto(demo.base_url + "/")
+        page.goto(url)
         page.wait_for_selector("#status[data-state='open']", timeout=10_000)
         page.wait_for_selector("#tasks li", timeout=10_000)
     try:
-        yield pages[0], pages[1]
+        yield pages
     finally:
         for context in contexts:
             context.close()
@@ -117,6 +121,13 @@ def page_pair(browser: Any, demo: DemoServer) -> Iterator[tuple[Any, Any]]:
             SENT.pop(page, None)
     assert errors == [], errors
     assert failed == [], f"requests that failed: {failed}"
+
+
+@pytest.fixture
+def page_pair(browser: Any, demo: DemoServer) -> Iterator[tuple[Any, Any]]:
+    """Two pages of one demo server, both live on board 1."""
+    with live_pages(browser, [demo.base_url + "/"] * 2) as (first, second):
+        yield first, second
 
 
 def task_item(page: Any, title: str) -> Any:
@@ -174,6 +185,28 @@ def test_a_private_board_is_not_offered_to_others(browser: Any, demo: DemoServer
         assert not any("bob" in name for name in names), names
     finally:
         context.close()
+
+
+def test_an_edit_on_one_process_shows_live_on_a_page_of_the_other(
+    browser: Any, tmp_path: Path
+) -> None:
+    """``make demo WORKERS=2 REDIS_URL=...``: one page on each process, one Redis between them."""
+    with (
+        run_redis_server(tmp_path) as redis_url,
+        run_demo_processes(tmp_path, redis_url=redis_url) as (a, b),
+    ):
+        with live_pages(browser, [a.base_url + "/", b.base_url + "/"]) as (on_a, on_b):
+            add_task(on_a, "Sent from process A")
+            task_item(on_b, "Sent from process A").wait_for(timeout=LIVE_MS)
+            task_item(on_b, "Sent from process A").locator(".task-toggle").check()
+            on_a.wait_for_selector(
+                "#tasks li.done:has(.task-title:text-is('Sent from process A'))", timeout=LIVE_MS
+            )
+            # Each page's socket goes to the process that served it (location.host).
+            assert on_a.evaluate("location.port") == str(a.port)
+            assert on_b.evaluate("location.port") == str(b.port)
+        urls = f"one page on each: {a.base_url}/ and {b.base_url}/"
+        assert urls in a.log()
 
 
 # --- editing while the board changes -----------------------------------------------------

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from importlib.metadata import metadata
@@ -140,3 +142,40 @@ def test_make_demo_installs_the_runtime_extras_and_no_test_tools(tmp_path: Path)
     assert extras, installs[0]
     known = set(metadata("rohrpost").get_all("Provides-Extra") or [])
     assert set(extras[1].split(",")) == {"server", "client", "redis", "fast"} <= known
+
+
+def test_make_demo_with_workers_runs_the_multi_process_launcher(tmp_path: Path) -> None:
+    """``WORKERS=2`` goes to ``demo.serve``; without it ``make demo`` runs one uvicorn as before."""
+
+    def plan(*variables: str) -> str:
+        return subprocess.run(
+            ["make", "--dry-run", "demo", f"VENV={tmp_path / 'venv'}", "PORT=8100", *variables],
+            cwd=EXAMPLE_DIR.parent,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+
+    assert "-m demo.serve --workers 2 --port 8100 --ws-max-size 262144" in plan("WORKERS=2")
+    single = plan()
+    assert "-m demo.serve" not in single
+    assert "-m uvicorn demo.asgi:application --host 127.0.0.1 --port 8100" in single
+
+
+def test_several_workers_without_redis_are_refused_with_the_reason(tmp_path: Path) -> None:
+    env = {**os.environ, "DEMO_DB_PATH": str(tmp_path / "demo.sqlite3")}
+    env.pop("REDIS_URL", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "demo.serve", "--workers", "2", "--port", "8100"],
+        cwd=EXAMPLE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("WORKERS=2 needs REDIS_URL: the in-memory channel layer")
+    assert "make demo WORKERS=2 REDIS_URL=redis://" in result.stderr
+    assert not (tmp_path / "demo.sqlite3").exists()  # nothing started, not even migrate

@@ -1,6 +1,7 @@
 """End-to-end tests of the demo project, started the way ``make demo`` starts it.
 
-Each server runs ``manage.py migrate`` and then uvicorn from ``example/`` with
+Each test runs on uvicorn and on granian. Each server runs ``manage.py migrate``
+and then the ASGI server from ``example/`` with
 ``DJANGO_SETTINGS_MODULE=demo.settings``, on a free port and with its SQLite
 database in a temporary directory (``DEMO_DB_PATH``), so ``example/db.sqlite3``
 is never touched. Every wait is bounded and every server is killed at the end.
@@ -25,25 +26,42 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.demo_server import EXAMPLE_DIR, STOP_TIMEOUT, WS_PATH, DemoServer, run_demo
+from tests.demo_server import (
+    EXAMPLE_DIR,
+    SERVERS,
+    STOP_TIMEOUT,
+    WS_PATH,
+    DemoServer,
+    run_demo,
+)
 
 pytestmark = pytest.mark.e2e
 
 IO_TIMEOUT = 10.0
 
 
+@pytest.fixture(scope="module", params=SERVERS)
+def server_name(request: pytest.FixtureRequest) -> str:
+    """The ASGI server the demo runs on: each test runs on uvicorn and on granian."""
+    return request.param  # type: ignore[no-any-return]
+
+
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
+def demo(tmp_path_factory: pytest.TempPathFactory, server_name: str) -> Iterator[DemoServer]:
     """One demo server shared by the tests that leave it running."""
-    with run_demo(tmp_path_factory.mktemp("demo")) as server:
+    with run_demo(tmp_path_factory.mktemp("demo"), server=server_name) as server:
         yield server
 
 
 @pytest.fixture
-def fresh_demo(tmp_path: Path) -> Iterator[DemoServer]:
+def fresh_demo(tmp_path: Path, server_name: str) -> Iterator[DemoServer]:
     """A demo server of its own, for a test that stops it."""
-    with run_demo(tmp_path) as server:
+    with run_demo(tmp_path, server=server_name) as server:
         yield server
+
+
+#: What each server logs when it has shut down cleanly.
+SHUTDOWN_LINE = {"uvicorn": "Finished server process", "granian": "Granian shutdown completed"}
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -72,7 +90,7 @@ def test_page_is_served_and_names_the_websocket_path(demo: DemoServer) -> None:
     assert f'data-ws-path="{WS_PATH}"' in body
 
 
-def test_static_files_are_served_by_uvicorn_in_debug(demo: DemoServer) -> None:
+def test_static_files_are_served_by_the_asgi_server_in_debug(demo: DemoServer) -> None:
     status, body = _get(demo.base_url + "/static/demo/demo.js")
     assert status == 200
     assert "RohrpostClient" in body
@@ -117,10 +135,10 @@ async def test_sigint_stops_the_server_cleanly(fresh_demo: DemoServer) -> None:
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(connection.recv(), IO_TIMEOUT)
     log = fresh_demo.log()
-    # 0 with today's uvicorn; a version that re-raises the caught signal after its
-    # graceful shutdown ends by SIGINT instead, which is just as clean.
+    # 0 with today's uvicorn and granian; a version that re-raises the caught signal
+    # after its graceful shutdown ends by SIGINT instead, which is just as clean.
     assert returncode in (0, -signal.SIGINT), log
-    assert "Finished server process" in log
+    assert SHUTDOWN_LINE[fresh_demo.server] in log
     assert "Traceback" not in log
 
 

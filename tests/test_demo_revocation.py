@@ -1,8 +1,9 @@
 """Access taken away over a real server, tried as an attacker would (issue 9).
 
-The demo under uvicorn: a logout closes a socket whose client reads nothing
-while its board streams pushes; a token switch leaks nothing of the old
-user's; a board made private stops reaching its old subscribers at once.
+The demo under uvicorn (or ``ROHRPOST_DEMO_SERVER``): a logout closes a
+socket whose client reads nothing while its board streams pushes (on granian
+too); a token switch leaks nothing of the old user's; a board made private
+stops reaching its old subscribers at once.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import json
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -53,6 +55,16 @@ async def read_until_closed(connection: Any) -> tuple[list[dict[str, Any]], Conn
 
 
 async def test_logout_closes_a_socket_whose_client_reads_nothing(demo: DemoServer) -> None:
+    await logout_closes_a_stalled_socket(demo)
+
+
+async def test_on_granian_a_logout_leaks_nothing_to_a_stalled_socket(tmp_path: Path) -> None:
+    """granian resets the socket instead of a 4003 close, and nothing leaks either."""
+    with run_demo(tmp_path, server="granian") as demo:
+        await logout_closes_a_stalled_socket(demo)
+
+
+async def logout_closes_a_stalled_socket(demo: DemoServer) -> None:
     browser = Browser(demo)
     await asyncio.to_thread(browser.post, "/login/", {"username": "alice", "password": "rohrpost"})
     # A client with a tiny receive buffer that stops reading, as a phone in a
@@ -102,8 +114,6 @@ async def test_logout_closes_a_socket_whose_client_reads_nothing(demo: DemoServe
         frames, closed = await read_until_closed(stalled)
     finally:
         await stalled.close()
-    assert closed.rcvd is not None
-    assert closed.rcvd.code == 4003
     assert not [frame for frame in frames if frame.get("id") in (3, 4)]
     titles = [
         frame["data"]["object"]["title"]
@@ -111,6 +121,14 @@ async def test_logout_closes_a_socket_whose_client_reads_nothing(demo: DemoServe
         if frame["type"] == "subscription-update"
     ]
     assert not [title for title in titles if not title.startswith("before-")]
+    if demo.server == "granian":
+        # granian resets a connection it closes while the client's frames (3 and 4)
+        # lie unread: the frames still queued and the 4003 close are lost, the
+        # client sees 1006 (docs/deployment.md, granian). Nothing leaks either way.
+        assert closed.rcvd is None
+    else:
+        assert closed.rcvd is not None
+        assert closed.rcvd.code == 4003
 
 
 async def test_a_token_switch_leaks_nothing_of_the_old_user(demo: DemoServer) -> None:

@@ -587,6 +587,28 @@ def test_a_recorded_address_is_refused_until_the_cooldown_ends() -> None:
     assert cooldown.closed_at == {}  # forgotten once expired
 
 
+async def test_behind_a_proxy_granians_wrapper_gives_the_cooldown_the_clients_address() -> None:
+    """docs/deployment.md's granian snippet: the forwarded address is what gets refused."""
+    from granian.utils.proxies import wrap_asgi_with_proxy_headers
+
+    seen: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(scope)
+
+    wrapped = wrap_asgi_with_proxy_headers(app, trusted_hosts="127.0.0.1")
+    headers = [(b"x-forwarded-for", b"203.0.113.7")]
+    for peer in ("127.0.0.1", "198.51.100.1"):  # the proxy, then a client that lies
+        await wrapped(
+            {"type": "websocket", "client": (peer, 50000), "headers": headers}, None, None
+        )
+    cooldown = FloodCooldown(clock=FakeClock())
+    cooldown.record(seen[0])
+    assert cooldown.refuses(client_scope("203.0.113.7"), 10)
+    assert not cooldown.refuses(client_scope("127.0.0.1"), 10)
+    assert seen[1]["client"] == ("198.51.100.1", 50000)
+
+
 @pytest.mark.parametrize("scope", [{}, {"client": None}, {"client": ()}, {"client": [None, 1]}])
 def test_a_scope_without_a_client_address_is_never_recorded_or_refused(
     scope: dict[str, Any],

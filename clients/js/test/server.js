@@ -4,6 +4,7 @@
 // the example project under uvicorn on a free loopback port, with the in-memory channel
 // layer. Every wait is bounded; stop() kills the server and removes the directory, and
 // a process "exit" hook kills it too if a test file dies before its `after` hook.
+// ROHRPOST_DEMO_SERVER=granian runs it on granian instead (as tests/demo_server.py does).
 
 import { execFile, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -67,6 +68,46 @@ function canConnect(port) {
   });
 }
 
+/** The command line (after the interpreter) that serves the demo on `port`. */
+function serverArgs(port) {
+  const server = process.env.ROHRPOST_DEMO_SERVER || "uvicorn";
+  if (server === "granian") {
+    // granian has no WebSocket limit options (docs/deployment.md).
+    return [
+      "-m",
+      "granian",
+      "--interface",
+      "asginl",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--workers",
+      "1",
+      "demo.asgi:application",
+    ];
+  }
+  if (server !== "uvicorn") throw new Error(`unknown ROHRPOST_DEMO_SERVER ${server}`);
+  return [
+    "-m",
+    "uvicorn",
+    "demo.asgi:application",
+    "--host",
+    "127.0.0.1",
+    "--port",
+    String(port),
+    "--lifespan",
+    "off",
+    // The WebSocket limits of `make demo` (the Makefile's UVICORN_WS).
+    "--ws-max-size",
+    "262144",
+    "--ws-ping-interval",
+    "20",
+    "--ws-ping-timeout",
+    "20",
+  ];
+}
+
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Start the demo server; resolves once it accepts TCP connections. */
@@ -90,24 +131,7 @@ export async function startDemoServer() {
   const log = [];
   const child = spawn(
     python,
-    [
-      "-m",
-      "uvicorn",
-      "demo.asgi:application",
-      "--host",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      "--lifespan",
-      "off",
-      // The WebSocket limits of `make demo` (the Makefile's UVICORN_WS).
-      "--ws-max-size",
-      "262144",
-      "--ws-ping-interval",
-      "20",
-      "--ws-ping-timeout",
-      "20",
-    ],
+    serverArgs(port),
     { cwd: EXAMPLE_DIR, env, stdio: ["ignore", "pipe", "pipe"] },
   );
   child.stdout.on("data", (chunk) => log.push(chunk));

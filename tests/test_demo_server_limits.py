@@ -44,7 +44,9 @@ OPCODE_TEXT, OPCODE_CONTINUATION, OPCODE_CLOSE = 0x1, 0x0, 0x8
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
-    with run_demo(tmp_path_factory.mktemp("limits")) as server:
+    # uvicorn's --ws-max-size is what these tests are about; granian has no such
+    # option (docs/deployment.md), so ROHRPOST_DEMO_SERVER does not apply here.
+    with run_demo(tmp_path_factory.mktemp("limits"), server="uvicorn") as server:
         yield server
 
 

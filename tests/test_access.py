@@ -81,6 +81,14 @@ def make_registry() -> HandlerRegistry:
         consumer.add_to_group(str(request["data"]))
         return "joined"
 
+    @registry.handler("join-later")
+    async def join_later(consumer: Any, request: dict[str, Any]) -> str:
+        # Work of the application's own, beside the connection's task.
+        LATER.append(
+            asyncio.get_running_loop().create_task(consumer.aadd_to_group(request["data"]))
+        )
+        return "started"
+
     @registry.handler("channel")
     def channel(consumer: Any, request: dict[str, Any]) -> str:
         return str(consumer.channel_name)  # starts the connection's own receive
@@ -94,6 +102,7 @@ def make_registry() -> HandlerRegistry:
 
 
 NOTES: list[Any] = []
+LATER: list[asyncio.Task[None]] = []
 REGISTRY = make_registry()
 
 
@@ -591,3 +600,61 @@ async def test_a_hub_first_used_from_a_sync_handler_still_rechecks(
             assert await client.receive_nothing(timeout=0.2)
         assert "board-2" in connection_groups()
         assert "failed" not in caplog.text
+
+
+async def test_a_user_group_the_layer_cannot_join_still_takes_control_events(
+    consumer_class: type[Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    layer = get_channel_layer()
+    group_add = layer.group_add
+
+    async def failing_for_users(group: str, channel: str) -> None:
+        if group.startswith("rohrpost.user."):
+            raise ConnectionError("Redis is down")
+        await group_add(group, channel)
+
+    monkeypatch.setattr(layer, "group_add", failing_for_users)
+    with caplog.at_level(logging.WARNING, "rohrpost"):
+        async with connect(consumer_class, user=ALICE) as client:
+            assert "Joining the group 'rohrpost.user.1' failed" in caplog.text
+            assert (await ask(client, {"id": 1, "type": "ping"}))["type"] == "pong"
+            await aclose_user_connections(ALICE)  # through the hub all the same
+            assert await client.receive_output(timeout=2) == {
+                "type": "websocket.close",
+                "code": 4003,
+            }
+
+
+@pytest.mark.parametrize("how", ["subscribe", "join-sync", "join-later"])
+async def test_a_connection_revoked_while_it_joins_a_group_leaves_it_again(
+    consumer_class: type[Any], monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """Cancelled in the middle (an async handler), or finding itself revoked after (a sync one)."""
+    from rohrpost.hub import hub_for
+
+    layer = get_channel_layer()
+    group_add = layer.group_add
+    joining, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_for_boards(group: str, channel: str) -> None:
+        if group.startswith("board-"):
+            joining.set()
+            await release.wait()
+        await group_add(group, channel)
+
+    monkeypatch.setattr(layer, "group_add", slow_for_boards)
+    request = board(1) if how == "subscribe" else {"id": 1, "type": how, "data": "board-1"}
+    async with connect(consumer_class, user=ALICE) as client:
+        await client.send_to(text_data=json.dumps(request))
+        await asyncio.wait_for(joining.wait(), 2)
+        await aclose_user_connections(ALICE)
+        if how == "join-later":
+            assert (await next_frame(client))["data"] == "started"
+        await until(lambda: not client.output_queue.empty())
+        assert await client.receive_output() == {"type": "websocket.close", "code": 4003}
+        release.set()
+        if how == "join-later":  # not cancelled: it finds the connection revoked
+            await asyncio.wait_for(LATER.pop(), 2)
+        hub = hub_for(layer)
+        await until(lambda: "board-1" not in hub.served and "board-1" not in hub.groups)
+        await until(lambda: "board-1" not in connection_groups())

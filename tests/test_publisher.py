@@ -435,3 +435,26 @@ async def test_an_unexpected_error_in_a_batch_is_logged_and_the_drain_goes_on(
         publisher._queues.pop(asyncio.get_running_loop(), None)
     assert texts(await listener.aevents()) == ["kept"]
     assert any("Publishing 1 frames failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_with_history_on_a_tracked_groups_frames_carry_their_positions(
+    sends: list[Any], settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from rohrpost import history
+
+    settings.ROHRPOST = {"BATCH_GROUP_MESSAGES": True, "HISTORY": {"ENABLED": True}}
+    store = history.MemoryHistory()
+    monkeypatch.setattr(history, "_store", store)
+    monkeypatch.setattr(publisher, "MAX_FRAMES_PER_EVENT", 2)
+    start = await store.aopen("g")
+    publisher.submit("g", ['{"id":1}', '{"id":2}', '{"id":3}'])
+    publisher.submit("h", ['{"id":4}'])  # not tracked: as before
+    await publisher.aflush()
+    events = {group: [] for group in ("g", "h")}  # type: dict[str, list[dict[str, Any]]]
+    for group, event in sends:
+        events[group].append(event)
+    assert [(e["epoch"], e["offset"]) for e in events["g"]] == [(start.epoch, 1), (start.epoch, 3)]
+    assert [json.loads(t)["position"]["offset"] for t in texts(events["g"])] == [1, 2, 3]
+    assert events["h"] == [{"type": GROUP_EVENT_TYPE, "message": '{"id":4}', "group": "h"}]

@@ -141,7 +141,7 @@ class Hub:
             served.joining = self._spawn(self._aopen(served))
         try:
             await asyncio.shield(served.joining)
-        except Exception:
+        except BaseException:  # the layer failed, or the connection was cancelled meanwhile
             self.discard(group, member)
             raise
 

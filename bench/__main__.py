@@ -139,6 +139,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="do not run the sync handler pool benchmark (python -m bench.sync_pool) afterwards",
     )
+    parser.add_argument(
+        "--skip-history",
+        action="store_true",
+        help="do not run the history benchmark (python -m bench.history) afterwards",
+    )
     args = parser.parse_args(argv)
     if args.rounds is None:
         args.rounds = 10 if args.quick else 120
@@ -523,6 +528,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print()
         code = sync_pool.main(["--quick"] if args.quick else []) or code
+    if not args.skip_history:
+        from bench import history
+
+        print()
+        code = history.main(["--quick"] if args.quick else []) or code
     return code
 
 

@@ -86,6 +86,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--bulk-size", type=int, help="rows per bulk_create (default 1000; --quick 200)"
     )
+    parser.add_argument(
+        "--history",
+        action="store_true",
+        help="with ROHRPOST['HISTORY'] on, the measured groups tracked (rohrpost.history)",
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON")
     # Internal: measure one layer in this process and write its results to --output.
     parser.add_argument("--worker", choices=LAYERS, help=argparse.SUPPRESS)
@@ -210,6 +215,7 @@ def measure_saves(reader: Reader, rounds: int, saves: int) -> dict[str, list[flo
     plain, counter = PlainCounter.objects.create(), Counter.objects.create()
     publisher.flush()  # the create push goes out before anyone subscribes
     (group,) = counter.rohrpost_group_names("update")
+    track([group])
     reader.subscribe([group])
     rows: dict[str, Any] = {"plain": plain, "notify": counter}
 
@@ -235,6 +241,7 @@ def measure_listed_bulk_creates(reader: Reader, rounds: int, size: int) -> dict[
     """ms of CPU per ``bulk_create`` of ``size`` rows whose pushes share one list group."""
     from bench.feedmodels.models import ListedCounter, PlainCounter
 
+    track(["counters"])
     reader.subscribe(["counters"])
 
     def batch(name: str) -> float:
@@ -278,12 +285,30 @@ def measure_bulk_creates(reader: Reader, rounds: int, size: int) -> dict[str, li
     return interleaved(batch, rounds)
 
 
+def track(groups: list[str]) -> None:
+    """With history on, have ``groups`` recorded, as a subscription with history would."""
+    from rohrpost import history
+
+    if not history.enabled():
+        return
+
+    async def open_all() -> None:
+        store = history.store()
+        for group in groups:
+            await store.aopen(group)
+        if isinstance(store, history.RedisHistory):
+            await store.aclose()
+
+    asyncio.run(open_all())
+
+
 def run_worker(args: argparse.Namespace) -> dict[str, Any]:
     """Measure the layer ``args.worker`` in this process (Django is set up here)."""
     with tempfile.TemporaryDirectory(prefix="rohrpost-bench-") as directory:
         os.environ["ROHRPOST_BENCH_LAYER"] = args.worker
         os.environ["ROHRPOST_BENCH_DB"] = str(Path(directory) / "bench.sqlite3")
         os.environ["DJANGO_SETTINGS_MODULE"] = "bench.feed_settings"
+        os.environ["ROHRPOST_BENCH_HISTORY"] = "1" if args.history else ""
         import django
 
         django.setup()
@@ -352,6 +377,8 @@ def run_layer(layer: str, args: argparse.Namespace) -> dict[str, Any]:
         command += ["--output", str(output), "--rounds", str(args.rounds)]
         command += ["--saves", str(args.saves), "--bulk-rounds", str(args.bulk_rounds)]
         command += ["--bulk-size", str(args.bulk_size)]
+        if args.history:
+            command += ["--history"]
         # A prefix of its own: the run never touches (nor flushes) anyone else's keys.
         env = os.environ | {
             "ROHRPOST_BENCH_REDIS_PREFIX": f"rohrpost-bench-{uuid.uuid4().hex[:12]}"
@@ -407,6 +434,7 @@ def report_data(
             "saves_per_batch": args.saves,
             "bulk_rounds": args.bulk_rounds,
             "bulk_size": args.bulk_size,
+            "history": args.history,
             "clock": "time.process_time() (all threads)",
             "database": "SQLite file, autocommit",
         },
@@ -429,6 +457,7 @@ def print_report(data: dict[str, Any]) -> None:
         f"process CPU (all threads), SQLite file in autocommit; save: {config['rounds']} rounds "
         f"x {config['saves_per_batch']} saves, bulk_create: {config['bulk_rounds']} rounds x "
         f"{config['bulk_size']} rows; interleaved, in {data['elapsed_seconds']:.1f} s"
+        + ("; HISTORY on, the groups tracked" if config.get("history") else "")
     )
     print()
     print(

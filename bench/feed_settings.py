@@ -10,7 +10,9 @@ database file through the environment before Django starts:
 - ``ROHRPOST_BENCH_DB``: the SQLite database file (in a temporary directory);
 - ``ROHRPOST_BENCH_BATCH=1``: measure with ``ROHRPOST["BATCH_GROUP_MESSAGES"]``
   on (the pushes for a group share channel-layer events); off by default, as
-  in rohrpost's own defaults.
+  in rohrpost's own defaults;
+- ``ROHRPOST_BENCH_HISTORY=1``: with ``ROHRPOST["HISTORY"]`` on
+  (``--history``); the history keys expire 60 s after the run.
 
 Both layers get a channel capacity of :data:`CHANNEL_CAPACITY` messages
 instead of the default 100: the benchmark's one subscribed channel receives
@@ -40,7 +42,9 @@ DATABASES = {
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
-ROHRPOST = {"BATCH_GROUP_MESSAGES": os.environ.get("ROHRPOST_BENCH_BATCH") == "1"}
+ROHRPOST: dict[str, Any] = {"BATCH_GROUP_MESSAGES": os.environ.get("ROHRPOST_BENCH_BATCH") == "1"}
+if os.environ.get("ROHRPOST_BENCH_HISTORY") == "1":  # python -m bench.changefeed --history
+    ROHRPOST["HISTORY"] = {"ENABLED": True, "TTL": 60}
 LOGGING_CONFIG = None
 
 CHANNEL_LAYERS: dict[str, dict[str, Any]]

@@ -8,9 +8,14 @@ the service does not answer, the test is skipped with the reason, unless
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
+import redis
 
 REDIS_URL = os.environ.get("ROHRPOST_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES = {
@@ -51,3 +56,53 @@ def require_redis() -> str:
     parts = urlsplit(REDIS_URL)
     require_service("Redis", parts.hostname or "127.0.0.1", parts.port or 6379)
     return REDIS_URL
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+START_SECONDS = 20.0
+
+
+class RedisServer:
+    """A ``redis-server`` of the test's own; :meth:`restart` brings it back empty."""
+
+    def __init__(self, directory: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            reason = "redis-server is not installed"
+            if services_required():
+                pytest.fail(f"{reason}, and ROHRPOST_REQUIRE_SERVICES is set", pytrace=False)
+            pytest.skip(reason)
+        self.binary = binary
+        self.directory = directory
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--save", "", "--appendonly", "no", "--dir", str(self.directory)]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        client = self.client()
+        deadline = time.monotonic() + START_SECONDS
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        client.close()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, socket_timeout=5)

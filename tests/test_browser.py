@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests.demo_server import DemoServer, run_demo, run_demo_processes, run_redis_server
-from tests.services import services_required
+from tests.services import RedisServer, services_required
 
 pytestmark = pytest.mark.e2e
 
@@ -207,6 +207,37 @@ def test_an_edit_on_one_process_shows_live_on_a_page_of_the_other(
             assert on_b.evaluate("location.port") == str(b.port)
         urls = f"one page on each: {a.base_url}/ and {b.base_url}/"
         assert urls in a.log()
+
+
+def test_two_processes_on_a_redis_that_restarts_empty_keep_every_page_live(
+    browser: Any, tmp_path: Path
+) -> None:
+    """Issue 10's "done when": two processes, a quiet spell, Redis restarted empty."""
+    redis_server = RedisServer(tmp_path)
+    try:
+        with (
+            run_demo_processes(tmp_path, redis_url=redis_server.url) as (a, b),
+            live_pages(browser, [a.base_url + "/", b.base_url + "/"]) as (on_a, on_b),
+        ):
+            add_task(on_a, "Before the restart")
+            task_item(on_b, "Before the restart").wait_for(timeout=LIVE_MS)
+            for page in (on_a, on_b):
+                page.evaluate("window.rohrpostTestMark = 'not reloaded'")
+            on_a.wait_for_timeout(6000)  # past redis-py's 5 s socket timeout, idle
+            redis_server.stop()
+            on_a.wait_for_timeout(1000)
+            redis_server.start()  # empty: every membership is gone
+            on_a.wait_for_timeout(2500)  # the hubs notice and join again
+            add_task(on_b, "After the restart, from B")
+            task_item(on_a, "After the restart, from B").wait_for(timeout=LIVE_MS)
+            add_task(on_a, "After the restart, from A")
+            task_item(on_b, "After the restart, from A").wait_for(timeout=LIVE_MS)
+            # Live without a reload: a reload would have dropped the mark.
+            for page, server in ((on_a, a), (on_b, b)):
+                assert page.evaluate("window.rohrpostTestMark") == "not reloaded"
+                assert page.evaluate("location.port") == str(server.port)
+    finally:
+        redis_server.stop()
 
 
 # --- editing while the board changes -----------------------------------------------------

@@ -13,7 +13,6 @@ import asyncio
 import itertools
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -28,7 +27,7 @@ import redis
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.e2e.wire import assert_ping_works, call, send_json
-from tests.services import services_required
+from tests.services import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 START_SECONDS = 20.0
@@ -44,47 +43,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-class RedisServer:
-    """A ``redis-server`` of the test's own; :meth:`restart` brings it back empty."""
-
-    def __init__(self, directory: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            reason = "redis-server is not installed"
-            if services_required():
-                pytest.fail(f"{reason}, and ROHRPOST_REQUIRE_SERVICES is set", pytrace=False)
-            pytest.skip(reason)
-        self.binary = binary
-        self.directory = directory
-        self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    def start(self) -> None:
-        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
-        command += ["--save", "", "--appendonly", "no", "--dir", str(self.directory)]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-        client = self.client()
-        deadline = time.monotonic() + START_SECONDS
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-        client.close()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=5)
 
 
 @dataclass

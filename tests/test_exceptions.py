@@ -5,17 +5,23 @@ from __future__ import annotations
 import pytest
 
 from rohrpost import exceptions
-from rohrpost.exceptions import Forbidden, ProtocolError, RohrpostError
+from rohrpost.exceptions import Forbidden, InvalidData, ProtocolError, RohrpostError
 
 
-def test_module_exports_exactly_the_three_exception_classes() -> None:
-    assert sorted(exceptions.__all__) == ["Forbidden", "ProtocolError", "RohrpostError"]
+def test_module_exports_exactly_the_four_exception_classes() -> None:
+    assert sorted(exceptions.__all__) == [
+        "Forbidden",
+        "InvalidData",
+        "ProtocolError",
+        "RohrpostError",
+    ]
 
 
 def test_rohrpost_error_is_an_exception_and_the_base_of_every_rohrpost_exception() -> None:
     assert issubclass(RohrpostError, Exception)
     assert issubclass(ProtocolError, RohrpostError)
     assert issubclass(Forbidden, RohrpostError)
+    assert issubclass(InvalidData, RohrpostError)
 
 
 @pytest.mark.parametrize(
@@ -24,6 +30,7 @@ def test_rohrpost_error_is_an_exception_and_the_base_of_every_rohrpost_exception
         (RohrpostError, "error", "The request could not be handled."),
         (ProtocolError, "invalid_request", "The frame is not a valid rohrpost request."),
         (Forbidden, "forbidden", "You are not allowed to do this."),
+        (InvalidData, "invalid", "The data is invalid."),
     ],
 )
 def test_exception_without_arguments_uses_its_class_default_code_and_message(

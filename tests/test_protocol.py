@@ -71,10 +71,11 @@ def test_every_error_code_constant_is_documented_in_error_codes() -> None:
         protocol.HANDLER_ERROR,
         protocol.RATE_LIMITED,
         protocol.UNAUTHENTICATED,
+        protocol.INVALID,
     }
 
     assert set(protocol.ERROR_CODES) == constants
-    assert len(constants) == 15
+    assert len(constants) == 16
     assert all(text.strip() for text in protocol.ERROR_CODES.values())
 
 

@@ -40,7 +40,7 @@ from rohrpost import encoding, publisher
 from rohrpost.message import DEFAULT_CHANNEL_LAYER
 from rohrpost.protocol import generate_id
 
-__all__ = ["PUSH_TYPE", "Change", "ChangeKind", "publish", "record"]
+__all__ = ["PUSH_TYPE", "Change", "ChangeKind", "observers", "publish", "record"]
 
 logger = logging.getLogger("rohrpost")
 
@@ -48,6 +48,11 @@ logger = logging.getLogger("rohrpost")
 PUSH_TYPE = "subscription-update"
 
 ChangeKind = Literal["create", "update", "delete"]
+
+
+#: Called with every batch of ``(layer alias, group, frame)`` the change feed hands to
+#: the publisher, in the publishing thread (:func:`rohrpost.testing.capture_pushes`).
+observers: list[Callable[[list[tuple[str, str, str]]], None]] = []
 
 
 class Change(NamedTuple):
@@ -186,6 +191,8 @@ def _publish(changes: list[Change]) -> None:
             items.append((change.layer, change.group, encode_push(change)))
         except Exception:  # a hook or encoder failing must not reach the committer
             logger.exception("The change-feed payload for group %r cannot be encoded", change.group)
+    for observe in observers:
+        observe(items)
     try:
         publisher.submit_many(items)
     except Exception:

@@ -4,7 +4,8 @@ Every exception has one base, so ``except RohrpostError`` catches them all::
 
     RohrpostError            a handler's way to answer with an error reply
      ├── ProtocolError       a frame that breaks the wire protocol
-     └── Forbidden           the connection may not do what it asked
+     ├── Forbidden           the connection may not do what it asked
+     └── InvalidData         the request's data is not what the handler takes
 
 A handler that raises a ``RohrpostError`` gets an error reply carrying the
 exception's ``code``, ``message`` and, when set, ``data``; nothing is logged,
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Forbidden", "ProtocolError", "RohrpostError"]
+__all__ = ["Forbidden", "InvalidData", "ProtocolError", "RohrpostError"]
 
 
 class RohrpostError(Exception):
@@ -54,3 +55,18 @@ class Forbidden(RohrpostError):
 
     default_code = "forbidden"
     default_message = "You are not allowed to do this."
+
+
+class InvalidData(RohrpostError):
+    """The request's ``data`` is not what the handler takes (code ``invalid``).
+
+    Typed handlers (:mod:`rohrpost.typed`) raise it with ``data`` of the form
+    ``{"errors": [{"path": [...], "message": "...", "type": "..."}]}``: one
+    entry per problem, ``path`` the keys and list indexes that lead to the
+    value inside the request's ``data`` (``[]`` for ``data`` itself), ``type``
+    a stable name of the problem (pydantic's: ``missing``, ``int_parsing``,
+    ...). A hand-written check may raise it too, with the same shape.
+    """
+
+    default_code = "invalid"
+    default_message = "The data is invalid."

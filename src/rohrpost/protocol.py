@@ -26,6 +26,7 @@ __all__ = [
     "EMPTY_FRAME",
     "ERROR_CODES",
     "HANDLER_ERROR",
+    "INVALID",
     "INVALID_ID",
     "INVALID_JSON",
     "INVALID_TYPE",
@@ -66,6 +67,7 @@ UNKNOWN_TYPE: Final = "unknown_type"
 HANDLER_ERROR: Final = "handler_error"
 RATE_LIMITED: Final = "rate_limited"
 UNAUTHENTICATED: Final = "unauthenticated"
+INVALID: Final = "invalid"
 
 #: Longest ``type`` string accepted (it is echoed in replies).
 MAX_TYPE_LENGTH: Final = 100
@@ -95,6 +97,8 @@ ERROR_CODES: Final[dict[str, str]] = {
     "was not decoded.",
     UNAUTHENTICATED: "The request needs an authenticated user, or its `auth_jwt` token was not "
     'accepted (see `ROHRPOST["AUTHENTICATE"]`).',
+    INVALID: "The request's `data` is not what the handler takes; `data.errors` lists each "
+    "problem with its `path`, `message` and `type`.",
 }
 
 

@@ -18,7 +18,9 @@ The default registry, :data:`HANDLERS`, maps type names to handlers, and
         ...
 
 A handler is called as ``handler(consumer=..., request=...)`` and may be a
-plain function or an ``async def``. A consumer class can serve its own
+plain function or an ``async def``. A *typed* handler (``data=`` in the
+decorator, or a ``data`` parameter) is also given its request's ``data``,
+validated by pydantic first (:mod:`rohrpost.typed`). A consumer class can serve its own
 registry (``rohrpost_registry = HandlerRegistry()``), so two endpoints can
 offer different handler sets.
 """
@@ -51,6 +53,9 @@ HandlerMode = Literal["async", "sync", "inline"]
 
 _INLINE_MARK = "__rohrpost_inline__"
 
+# "No type given" for the typed-handler arguments (``None`` is a type there).
+_UNTYPED: Any = object()
+
 
 class HandlerRegistry(dict[str, Handler]):
     """A mapping of message type to handler, with a decorator to fill it.
@@ -60,7 +65,13 @@ class HandlerRegistry(dict[str, Handler]):
     """
 
     def register(
-        self, names: str | Iterable[str] | None, handler: Handler, *, inline: bool = False
+        self,
+        names: str | Iterable[str] | None,
+        handler: Handler,
+        *,
+        inline: bool = False,
+        data: Any = _UNTYPED,
+        reply: Any = _UNTYPED,
     ) -> None:
         """Register ``handler`` for one type name or several.
 
@@ -72,6 +83,12 @@ class HandlerRegistry(dict[str, Handler]):
             inline: Mark a sync handler as non-blocking: the async consumer then
                 calls it on the event loop instead of in a worker thread. Only
                 for handlers that do no I/O besides rohrpost's send helpers.
+            data: The type the request's ``data`` must have (a pydantic model,
+                a dataclass, ``list[int]``, ...); the handler is then called with
+                the validated value as ``data=``. Without it, a handler with a
+                ``data`` parameter is typed by that parameter's annotation.
+            reply: The type of the reply's ``data``; by default a typed
+                handler's return annotation.
 
         Raises:
             ValueError: A name already has a handler, ``inline`` was asked
@@ -86,22 +103,38 @@ class HandlerRegistry(dict[str, Handler]):
         for name in name_list:
             if name in self:
                 raise ValueError(f'Handler for "{name}" is already defined.')
+        if inline and iscoroutinefunction(handler):
+            raise ValueError("inline=True is for sync handlers; async ones run on the loop anyway.")
+        if data is not _UNTYPED or reply is not _UNTYPED or _takes_data(handler):
+            from rohrpost import typed  # needs pydantic: imported only for typed handlers
+
+            handler = typed.typed_handler(
+                handler,
+                data=typed.NOT_GIVEN if data is _UNTYPED else data,
+                reply=typed.NOT_GIVEN if reply is _UNTYPED else reply,
+                is_async=handler_mode(handler) == "async",
+            )
         if inline:
-            if iscoroutinefunction(handler):
-                raise ValueError(
-                    "inline=True is for sync handlers; async ones run on the loop anyway."
-                )
             setattr(handler, _INLINE_MARK, True)
         for name in name_list:
             self[name] = handler
 
     def handler(
-        self, names: str | Iterable[str] | None = None, *, inline: bool = False
+        self,
+        names: str | Iterable[str] | None = None,
+        *,
+        inline: bool = False,
+        data: Any = _UNTYPED,
+        reply: Any = _UNTYPED,
     ) -> Callable[[HandlerT], HandlerT]:
-        """Return a decorator that registers the decorated function (see :meth:`register`)."""
+        """Return a decorator that registers the decorated function (see :meth:`register`).
+
+        The decorated function itself is returned unchanged, so a test can
+        still call it directly.
+        """
 
         def decorator(handler: HandlerT) -> HandlerT:
-            self.register(names, handler, inline=inline)
+            self.register(names, handler, inline=inline, data=data, reply=reply)
             return handler
 
         return decorator
@@ -119,6 +152,8 @@ def rohrpost_handler(
     *,
     inline: bool = False,
     registry: HandlerRegistry | None = None,
+    data: Any = _UNTYPED,
+    reply: Any = _UNTYPED,
 ) -> Callable[[HandlerT], HandlerT]:
     """Register the decorated function as the handler for ``name``.
 
@@ -129,12 +164,17 @@ def rohrpost_handler(
         name: A type name, or a list of them; ``None`` for the function's name.
         inline: See :meth:`HandlerRegistry.register`.
         registry: The registry to add to; the default is :data:`HANDLERS`.
+        data: The type of the request's ``data``, for a typed handler (see
+            :meth:`HandlerRegistry.register` and :mod:`rohrpost.typed`).
+        reply: The type of the reply's ``data``, for a typed handler.
 
     Raises:
         ValueError: A name already has a handler
             (``Handler for "<name>" is already defined.``).
     """
-    return (HANDLERS if registry is None else registry).handler(name, inline=inline)
+    return (HANDLERS if registry is None else registry).handler(
+        name, inline=inline, data=data, reply=reply
+    )
 
 
 @functools.lru_cache(maxsize=1024)
@@ -148,3 +188,11 @@ def handler_mode(handler: Handler) -> HandlerMode:
     if getattr(handler, _INLINE_MARK, False):
         return "inline"
     return "sync"
+
+
+def _takes_data(handler: Handler) -> bool:
+    """Whether ``handler`` has a ``data`` parameter, which makes it a typed handler."""
+    try:
+        return "data" in inspect.signature(handler).parameters
+    except (TypeError, ValueError):  # callables without a signature take only the 4.x pair
+        return False

@@ -51,6 +51,7 @@ from asgiref.sync import iscoroutinefunction
 from channels.db import database_sync_to_async
 
 from rohrpost import history as _history
+from rohrpost import protocol
 from rohrpost.exceptions import Forbidden, RohrpostError
 from rohrpost.history import Position
 from rohrpost.message import deliver
@@ -62,33 +63,38 @@ logger = logging.getLogger("rohrpost")
 
 #: Error code for a connection at its subscription cap.
 LIMIT = "limit"
-INVALID = "invalid"
+INVALID = protocol.INVALID
 
 # What every channel layer accepts (Channels' own rule): ASCII letters, digits,
 # hyphens, underscores and periods, shorter than 100 characters.
 _VALID_GROUP = re.compile(r"^[a-zA-Z\d\-_.]{1,99}$")
 
-Permission = Callable[[Any, dict[str, Any], dict[str, Any]], Any]
+Permission = Callable[[Any, dict[str, Any], Any], Any]
 
 
 @dataclass(frozen=True)
 class _Kind:
-    group: Callable[[dict[str, Any]], str]
+    group: Callable[[Any], str]
     allow: Permission
     history: bool = False
     snapshot: Permission | None = None
+    #: Validates the group object (a pydantic TypeAdapter), for a typed kind.
+    adapter: Any = None
+    #: The declared types of the group object and of a push's ``object`` (for the schema).
+    data_type: Any = None
+    push_type: Any = None
 
-    async def aallows(self, consumer: Any, data: dict[str, Any]) -> bool:
+    async def aallows(self, consumer: Any, data: Any) -> bool:
         """Whether the connection's current user may hold this subscription."""
         return bool(await _acall(self.allow, consumer, data))
 
-    async def asnapshot(self, consumer: Any, data: dict[str, Any]) -> Any:
+    async def asnapshot(self, consumer: Any, data: Any) -> Any:
         """The state the subscriber starts from, under the connection's user."""
         assert self.snapshot is not None
         return await _acall(self.snapshot, consumer, data)
 
 
-async def _acall(function: Permission, consumer: Any, data: dict[str, Any]) -> Any:
+async def _acall(function: Permission, consumer: Any, data: Any) -> Any:
     """Call ``function(user, scope, data)``: awaited, or in a worker thread when sync."""
     scope = consumer.scope
     if iscoroutinefunction(function):
@@ -102,7 +108,7 @@ class _Subscription:
 
     kind_name: str
     kind: _Kind
-    data: dict[str, Any]
+    data: Any
 
 
 #: The reason an ``unsubscribed`` push gives when a permission no longer holds.
@@ -126,9 +132,11 @@ class Subscriptions:
         self,
         kind: str,
         *,
-        group: Callable[[dict[str, Any]], str],
+        group: Callable[[Any], str],
         history: bool = False,
         snapshot: Permission | None = None,
+        data: Any = None,
+        push: Any = None,
     ) -> Callable[[Permission], Permission]:
         """Declare the group object ``kind``; decorates its permission callable.
 
@@ -144,6 +152,12 @@ class Subscriptions:
                 ``subscribe`` answers with it, and the pushes that follow are
                 those after it (some may repeat what it shows). Needs
                 ``history``, which gives the snapshot its position.
+            data: A type for the group object (a pydantic model, say; needs
+                ``rohrpost[pydantic]``). The object is validated first, a
+                mismatch answered ``invalid`` with its field errors, and
+                ``group`` and the permission get the validated value.
+            push: The type of the ``object`` its pushes carry; only for the
+                API document (``python -m rohrpost schema``).
 
         The decorated callable is called as ``allow(user, scope, data)`` (sync
         functions run in a worker thread, so they may query the database) and
@@ -156,8 +170,22 @@ class Subscriptions:
         if history:
             _require_history_on(kind)
 
+        adapter = None
+        if data is not None:
+            from rohrpost.typed import type_adapter  # needs pydantic: only for typed kinds
+
+            adapter = type_adapter(data)
+
         def decorator(allow: Permission) -> Permission:
-            self._kinds[kind] = _Kind(group, allow, history, snapshot)
+            self._kinds[kind] = _Kind(
+                group,
+                allow,
+                history=history,
+                snapshot=snapshot,
+                adapter=adapter,
+                data_type=data,
+                push_type=push,
+            )
             return allow
 
         return decorator
@@ -168,27 +196,40 @@ class Subscriptions:
         target.register("subscribe", self.subscribe)
         target.register("unsubscribe", self.unsubscribe)
 
-    def _resolve(self, request: dict[str, Any]) -> tuple[_Kind, dict[str, Any], str]:
+    @property
+    def kinds(self) -> dict[str, tuple[Any, Any]]:
+        """Every declared kind with the types of its group object and push ``object``.
+
+        ``None`` stands for a type not declared.
+        """
+        return {name: (kind.data_type, kind.push_type) for name, kind in self._kinds.items()}
+
+    def _resolve(self, request: dict[str, Any]) -> tuple[str, _Kind, Any, str]:
         data = request.get("data")
         if not isinstance(data, dict) or not isinstance(data.get("type"), str):
             raise RohrpostError(
                 'The data must be a group object such as {"type": "...", "id": ...}.',
                 code=INVALID,
             )
-        kind = self._kinds.get(data["type"])
+        kind_name = data["type"]
+        kind = self._kinds.get(kind_name)
         if kind is None:
             raise Forbidden("There is no such group to subscribe to.")
+        if kind.adapter is not None:
+            from rohrpost.typed import validate
+
+            data = validate(kind.adapter, data)
         try:
             name = kind.group(data)
         except (KeyError, TypeError, ValueError):
             raise RohrpostError("The group object is malformed.", code=INVALID) from None
         if not isinstance(name, str) or not _VALID_GROUP.match(name):
             raise RohrpostError("The group object names no valid group.", code=INVALID)
-        return kind, data, name
+        return kind_name, kind, data, name
 
     async def subscribe(self, consumer: Any, request: dict[str, Any]) -> dict[str, Any]:
         """The ``subscribe`` handler."""
-        kind, data, name = self._resolve(request)
+        kind_name, kind, data, name = self._resolve(request)
         since = _since(kind, request)
         joined = name in consumer.rohrpost_groups
         if not joined and len(consumer.rohrpost_groups) >= self.max_per_connection:
@@ -205,7 +246,7 @@ class Subscriptions:
             await consumer.aadd_to_group(name)
         records = getattr(consumer, "rohrpost_subscriptions", None)
         if records is not None and name in consumer.rohrpost_groups:
-            records[name] = _Subscription(data["type"], kind, data)
+            records[name] = _Subscription(kind_name, kind, data)
         reply: dict[str, Any] = {"group": name}
         if kind.history:
             await _aresume(consumer, kind, data, name, None if joined else since, reply)
@@ -213,7 +254,7 @@ class Subscriptions:
 
     async def unsubscribe(self, consumer: Any, request: dict[str, Any]) -> dict[str, str]:
         """The ``unsubscribe`` handler (harmless for a group not joined)."""
-        _kind, _data, name = self._resolve(request)
+        _kind_name, _kind, _data, name = self._resolve(request)
         await consumer.aremove_from_group(name)
         return {"group": name}
 
@@ -247,7 +288,7 @@ def _since(kind: _Kind, request: dict[str, Any]) -> Position | None:
 async def _aresume(
     consumer: Any,
     kind: _Kind,
-    data: dict[str, Any],
+    data: Any,
     name: str,
     since: Position | None,
     reply: dict[str, Any],

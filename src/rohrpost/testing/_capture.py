@@ -46,21 +46,44 @@ class CapturedPush:
 
 
 class PushCapture:
-    """The pushes published while a :func:`capture_pushes` block ran, oldest first.
+    """The pushes published while a :func:`capture_pushes` block runs, oldest first.
 
-    Safe to read while other threads publish; :meth:`wait` blocks until enough
-    have come.
+    Reading it (:attr:`pushes`, :attr:`changes`, ``len()``, ...) first runs
+    the commit hooks a commit would run, where the only open transactions
+    are the test case's own (see :func:`capture_pushes`), so a test sees
+    what its changes publish at the moment it looks. Safe to read while
+    other threads publish; :meth:`wait` blocks until enough have come.
     """
 
-    def __init__(self) -> None:
-        self.pushes: list[CapturedPush] = []
+    def __init__(self, commit: bool | None = None) -> None:
+        self.commit = commit
+        self._pushes: list[CapturedPush] = []
         self._changed = threading.Condition()
+        # Per database alias: the first commit hook registered after the capture began.
+        self._hooks_from = {alias: len(connections[alias].run_on_commit) for alias in connections}
 
     def _record(self, items: list[tuple[str, str, str]]) -> None:
         captured = [CapturedPush(group, json.loads(text), layer) for layer, group, text in items]
         with self._changed:
-            self.pushes.extend(captured)
+            self._pushes.extend(captured)
             self._changed.notify_all()
+
+    def settle(self) -> None:
+        """Run the commit hooks registered since the capture began, where a commit would.
+
+        Called by every read; hooks that ran are not run again.
+        """
+        for alias, start in self._hooks_from.items():
+            connection = connections[alias]
+            if self.commit or (self.commit is None and _only_test_case_transactions(connection)):
+                self._hooks_from[alias] = _run_commit_hooks(connection, start)
+
+    @property
+    def pushes(self) -> list[CapturedPush]:
+        """Every push captured so far."""
+        self.settle()
+        with self._changed:
+            return list(self._pushes)
 
     @property
     def changes(self) -> list[tuple[str, str, Any]]:
@@ -82,12 +105,14 @@ class PushCapture:
         Raises:
             AssertionError: Fewer came within ``timeout`` seconds.
         """
+        self.settle()
         with self._changed:
-            if not self._changed.wait_for(lambda: len(self.pushes) >= count, timeout):
+            if not self._changed.wait_for(lambda: len(self._pushes) >= count, timeout):
+                changes = [(push.group, push.kind, push.object) for push in self._pushes]
                 raise AssertionError(
-                    f"{len(self.pushes)} of {count} pushes within {timeout:g} s: {self.changes!r}"
+                    f"{len(self._pushes)} of {count} pushes within {timeout:g} s: {changes!r}"
                 )
-            return list(self.pushes)
+            return list(self._pushes)
 
     def __len__(self) -> int:
         return len(self.pushes)
@@ -105,24 +130,21 @@ def capture_pushes(*, commit: bool | None = None) -> Iterator[PushCapture]:
         assert pushes.changes == [("board-1", "create", {...})]
 
     Args:
-        commit: Run the commit hooks registered inside the block when it ends,
-            as a commit would. Inside Django's ``TestCase`` (and pytest-django's
-            ``django_db`` tests without ``transaction=True``), the test's own
+        commit: Whether to run the commit hooks registered inside the block
+            when the capture is read and when the block ends, as a commit
+            would. Inside Django's ``TestCase`` (and pytest-django's
+            ``django_db`` tests without ``transaction=True``) the test's own
             transaction never commits, so nothing would be published; by
             default (``None``) the hooks run exactly when every transaction
             open on a connection is the test case's own. Changes made in
-            autocommit mode or in a transaction the block commits are
-            published at once either way.
+            autocommit mode or in a transaction that commits are published
+            at once either way; a rolled-back savepoint publishes nothing.
     """
-    capture = PushCapture()
-    starts = {alias: len(connections[alias].run_on_commit) for alias in connections}
+    capture = PushCapture(commit)
     changefeed.observers.append(capture._record)
     try:
         yield capture
-        for alias, start in starts.items():
-            connection = connections[alias]
-            if commit or (commit is None and _only_test_case_transactions(connection)):
-                _run_commit_hooks(connection, start)
+        capture.settle()
     finally:
         changefeed.observers.remove(capture._record)
 
@@ -134,8 +156,8 @@ def _only_test_case_transactions(connection: Any) -> bool:
     )
 
 
-def _run_commit_hooks(connection: Any, start: int) -> None:
-    """Run the commit hooks added since ``start``, and those they add (as Django's test case)."""
+def _run_commit_hooks(connection: Any, start: int) -> int:
+    """Run the commit hooks from ``start`` on, and those they add; return where they end."""
     hooks: list[tuple[Any, Callable[[], None], bool]] = connection.run_on_commit
     while start < len(hooks):
         end = len(hooks)
@@ -148,3 +170,4 @@ def _run_commit_hooks(connection: Any, start: int) -> None:
             else:
                 hook()
         start = end
+    return start

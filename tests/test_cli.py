@@ -107,7 +107,11 @@ def test_call_error_answer_goes_to_stderr_with_status_1(demo: DemoServer) -> Non
     result = rohrpost("call", demo.ws_url, "add", '"not numbers"')
     assert result.returncode == 1
     assert result.stdout == ""
-    assert result.stderr == "rohrpost: invalid: `data` must be a list of numbers, e.g. [1, 2, 3].\n"
+    assert result.stderr == (
+        "rohrpost: invalid: Invalid data: Input should be a valid list\n"
+        'rohrpost: data: {"errors": [{"path": [], "message": "Input should be a valid list", '
+        '"type": "list_type"}]}\n'
+    )
 
 
 def test_token_comes_from_the_option_or_the_environment(demo: DemoServer) -> None:

@@ -259,11 +259,13 @@ async def test_error_answer_raises_call_error_with_code_message_type_and_id(
     error = excinfo.value
     assert isinstance(error, RohrpostError)
     assert error.code == "invalid"
-    assert error.message == "`data` must be a list of numbers, e.g. [1, 2, 3]."
+    assert error.message == "Invalid data: Input should be a valid list"
     assert error.type == "add"
     assert isinstance(error.id, str)
-    assert error.data is None
-    assert str(error) == "invalid: `data` must be a list of numbers, e.g. [1, 2, 3]."
+    assert error.data == {
+        "errors": [{"path": [], "message": "Input should be a valid list", "type": "list_type"}]
+    }
+    assert str(error) == "invalid: Invalid data: Input should be a valid list"
 
 
 async def test_concurrent_calls_each_get_their_own_answer(demo: DemoServer) -> None:

@@ -172,7 +172,7 @@ async def test_data_that_is_not_an_object_has_the_empty_path() -> None:
             await client.call("numbers.sum", {"a": 1})
         assert await client.call("numbers.sum", [1, 2, "3"]) == 6
     assert missing.value.data["errors"][0]["path"] == []
-    assert missing.value.message.startswith("Invalid data: data: Input should be")
+    assert missing.value.message.startswith("Invalid data: Input should be")
     assert listed.value.data["errors"] == [
         {"path": [], "message": "Input should be a valid list", "type": "list_type"}
     ]

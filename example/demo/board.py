@@ -16,51 +16,88 @@ the task). Anonymous clients see the public boards only; a logged-in user
 (session or token) also sees their own private board. A board one may not
 see is refused with ``forbidden``, whether it exists or not; a task on such a
 board gets ``not_found``, word for word as a task that does not exist, so no
-answer tells which private boards or tasks exist. Bad input gets ``invalid``.
+answer tells which private boards or tasks exist. Bad input gets ``invalid``,
+with the path of every bad field: each handler types its ``data`` and its
+reply with the pydantic models below, and rohrpost checks and encodes them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from django.db import transaction
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from demo.models import MAX_TITLE, Board, Task, board_group
 from rohrpost import Forbidden, RohrpostError, rohrpost_handler
 from rohrpost.subscriptions import Subscriptions
 
-INVALID = "invalid"
 NOT_FOUND = "not_found"
 
 subscriptions = Subscriptions()
 
+#: A row's id: a positive integer (strict: true, 1.0 and "1" are not ids).
+Id = Annotated[int, Field(gt=0)]
+#: A task title: surrounding white space is dropped; then 1 to MAX_TITLE characters.
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE)]
+
+
+class Strict(BaseModel):
+    """Request data as JSON has it: no "1" for 1, no true for 1."""
+
+    model_config = ConfigDict(strict=True)
+
+
+class BoardOut(BaseModel):
+    id: int
+    name: str
+    private: bool
+
+
+class TaskOut(BaseModel):
+    id: int
+    board: int
+    title: str
+    done: bool
+
+    @classmethod
+    def of(cls, task: Task) -> TaskOut:
+        return cls(id=task.pk, board=task.board_id, title=task.title, done=task.done)
+
+
+class BoardTasks(Strict):
+    board: Id
+
+
+class NewTask(Strict):
+    board: Id
+    title: Title
+
+
+class Rename(Strict):
+    id: Id
+    title: Title
+
+
+class Toggle(Strict):
+    id: Id
+    #: Sets the task done or not; without it the task flips.
+    done: bool | None = None
+
+
+class TaskRef(Strict):
+    id: Id
+
+
+class BoardRef(Strict):
+    """The group object of a board's subscription."""
+
+    type: Literal["board"]
+    id: int
+
 
 def _user(consumer: Any) -> Any:
     return consumer.scope.get("user")
-
-
-def _data(request: dict[str, Any]) -> dict[str, Any]:
-    data = request.get("data")
-    if not isinstance(data, dict):
-        raise RohrpostError("`data` must be an object.", code=INVALID)
-    return data
-
-
-def _id(data: dict[str, Any], key: str) -> int:
-    value = data.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise RohrpostError(f"`{key}` must be a positive integer.", code=INVALID)
-    return value
-
-
-def _title(data: dict[str, Any]) -> str:
-    title = data.get("title")
-    if not isinstance(title, str) or not title.strip():
-        raise RohrpostError("`title` must be a non-empty string.", code=INVALID)
-    title = title.strip()
-    if len(title) > MAX_TITLE:
-        raise RohrpostError(f"`title` may have at most {MAX_TITLE} characters.", code=INVALID)
-    return title
 
 
 def _board(user: Any, board_id: int) -> Board:
@@ -91,69 +128,54 @@ def private_board(user: Any) -> Board | None:
 
 
 @rohrpost_handler("boards")
-def handle_boards(consumer: Any, request: dict[str, Any]) -> list[dict[str, Any]]:
+def handle_boards(consumer: Any, request: dict[str, Any], data: None = None) -> list[BoardOut]:
     user = _user(consumer)
     private_board(user)
-    return [board.as_dict() for board in Board.visible_to(user)]
+    return [BoardOut(**board.as_dict()) for board in Board.visible_to(user)]
 
 
 @rohrpost_handler("tasks")
-def handle_tasks(consumer: Any, request: dict[str, Any]) -> list[dict[str, Any]]:
-    board = _board(_user(consumer), _id(_data(request), "board"))
-    return [task.as_dict() for task in board.tasks.all()]
+def handle_tasks(consumer: Any, request: dict[str, Any], data: BoardTasks) -> list[TaskOut]:
+    board = _board(_user(consumer), data.board)
+    return [TaskOut.of(task) for task in board.tasks.all()]
 
 
 @rohrpost_handler("task.add")
-def handle_task_add(consumer: Any, request: dict[str, Any]) -> dict[str, Any]:
-    data = _data(request)
-    board = _board(_user(consumer), _id(data, "board"))
-    return Task.objects.create(board=board, title=_title(data)).as_dict()
+def handle_task_add(consumer: Any, request: dict[str, Any], data: NewTask) -> TaskOut:
+    board = _board(_user(consumer), data.board)
+    return TaskOut.of(Task.objects.create(board=board, title=data.title))
 
 
 @rohrpost_handler("task.rename")
-def handle_task_rename(consumer: Any, request: dict[str, Any]) -> dict[str, Any]:
-    data = _data(request)
-    title = _title(data)
+def handle_task_rename(consumer: Any, request: dict[str, Any], data: Rename) -> TaskOut:
     with transaction.atomic():
-        task = _task(_user(consumer), _id(data, "id"))
-        task.title = title
+        task = _task(_user(consumer), data.id)
+        task.title = data.title
         task.save(update_fields=["title"])
-    return task.as_dict()
+    return TaskOut.of(task)
 
 
 @rohrpost_handler("task.toggle")
-def handle_task_toggle(consumer: Any, request: dict[str, Any]) -> dict[str, Any]:
-    data = _data(request)
-    done = data.get("done")
-    if done is not None and not isinstance(done, bool):
-        raise RohrpostError("`done` must be true or false when given.", code=INVALID)
+def handle_task_toggle(consumer: Any, request: dict[str, Any], data: Toggle) -> TaskOut:
     with transaction.atomic():
-        task = _task(_user(consumer), _id(data, "id"))
-        task.done = (not task.done) if done is None else done
+        task = _task(_user(consumer), data.id)
+        task.done = (not task.done) if data.done is None else data.done
         task.save(update_fields=["done"])
-    return task.as_dict()
+    return TaskOut.of(task)
 
 
 @rohrpost_handler("task.delete")
-def handle_task_delete(consumer: Any, request: dict[str, Any]) -> dict[str, Any]:
-    data = _data(request)
+def handle_task_delete(consumer: Any, request: dict[str, Any], data: TaskRef) -> TaskRef:
     with transaction.atomic():
-        task = _task(_user(consumer), _id(data, "id"))
+        task = _task(_user(consumer), data.id)
         task_id = task.pk
         task.delete()
-    return {"id": task_id}
+    return TaskRef(id=task_id)
 
 
-def _board_group(data: dict[str, Any]) -> str:
-    board_id = data["id"]
-    if not isinstance(board_id, int) or isinstance(board_id, bool):
-        raise TypeError("a board id is an integer")
-    return board_group(board_id)
-
-
-@subscriptions.declare("board", group=_board_group)
-def may_see_board(user: Any, scope: Any, data: dict[str, Any]) -> bool:
-    return Board.visible_to(user).filter(pk=data["id"]).exists()
+@subscriptions.declare("board", group=lambda ref: board_group(ref.id), data=BoardRef, push=TaskOut)
+def may_see_board(user: Any, scope: Any, ref: BoardRef) -> bool:
+    return Board.visible_to(user).filter(pk=ref.id).exists()
 
 
 subscriptions.install()

@@ -87,17 +87,21 @@ def type_adapter(annotation: Any) -> pydantic.TypeAdapter[Any]:
 def invalid_data(error: pydantic.ValidationError) -> InvalidData:
     """The :class:`~rohrpost.exceptions.InvalidData` to answer a failed validation with.
 
-    The text names the first problem (``"title: Field required"``) and how many
-    more there are; ``data["errors"]`` lists them all. The rejected input is
-    never echoed.
+    The text names the first problem (``"Invalid data: title: Field required"``;
+    the field is left out for ``data`` itself) and how many more there are;
+    ``data["errors"]`` lists them all. The rejected input is never echoed.
     """
     errors = [
         {"path": list(item["loc"]), "message": item["msg"], "type": item["type"]}
         for item in error.errors(include_url=False, include_context=False, include_input=False)
     ]
     first = errors[0]
-    where = ".".join(str(part) for part in first["path"]) or "data"
-    message = f"Invalid data: {where}: {first['message']}"
+    where = ".".join(str(part) for part in first["path"])
+    message = (
+        f"Invalid data: {where}: {first['message']}"
+        if where
+        else f"Invalid data: {first['message']}"
+    )
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more)"
     return InvalidData(message, data={"errors": errors})
@@ -116,7 +120,7 @@ def _hints(handler: Callable[..., Any]) -> dict[str, Any]:
     if not inspect.isroutine(target):
         target = getattr(target, "__call__", target)  # noqa: B004 - a callable object's method
     try:
-        return typing.get_type_hints(target)
+        return typing.get_type_hints(target, include_extras=True)
     except Exception:  # names only defined locally: the decorator's arguments must say
         return {}
 

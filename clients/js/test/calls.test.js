@@ -31,7 +31,8 @@ describe("call", () => {
     assert.ok(error instanceof RohrpostError);
     assert.ok(error instanceof Error);
     assert.equal(error.code, "invalid");
-    assert.match(error.message, /list of numbers/);
+    assert.match(error.message, /^Invalid data: 0: Input should be a valid number/);
+    assert.deepEqual(error.data.errors.map((problem) => problem.path), [[0]]);
     assert.equal(error.type, "add");
     assert.equal(typeof error.id, "number");
     await assert.rejects(client.call("no.such.handler"), { code: "unknown_type", type: "no.such.handler" });

@@ -14,6 +14,8 @@ from rohrpost.exceptions import RohrpostError
 __all__ = ["CallError", "TestClient"]
 
 DEFAULT_PATH = "/ws/rohrpost/"
+# Django's test environment adds "testserver" to ALLOWED_HOSTS.
+TEST_ORIGIN = b"http://testserver"
 
 
 class CallError(RohrpostError):
@@ -52,6 +54,8 @@ class TestClient:
         path: The path of the WebSocket request.
         user: Put into ``scope["user"]`` (a communicator has no auth middleware).
         headers: HTTP headers of the handshake, as ``(name, value)`` byte pairs.
+            Without an ``origin`` header, ``Origin: http://testserver`` is sent,
+            which ``AllowedHostsOriginValidator`` lets through in Django's tests.
         timeout: Seconds to wait for a reply or a push unless told otherwise.
 
     Pushes that arrive while a call waits for its reply are kept, in order,
@@ -75,6 +79,9 @@ class TestClient:
             from rohrpost.consumers import AsyncRohrpostConsumer
 
             application = AsyncRohrpostConsumer.as_asgi()
+        headers = list(headers or [])
+        if not any(name.lower() == b"origin" for name, _value in headers):
+            headers.append((b"origin", TEST_ORIGIN))
         self.communicator = WebsocketCommunicator(application, path, headers=headers)
         if user is not None:
             self.communicator.scope["user"] = user

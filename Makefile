@@ -9,8 +9,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.demo-installed
 # What the demo runs: uvicorn, the Python client (`manage.py board`), channels_redis
-# (REDIS_URL=...) and orjson.
-DEMO_EXTRAS := server,client,redis,fast
+# (REDIS_URL=...), orjson and pydantic (its handlers are typed).
+DEMO_EXTRAS := server,client,redis,fast,pydantic
 PORT ?= 8000
 # The WebSocket limits uvicorn runs the demo with, as docs/deployment.md recommends:
 # no message over rohrpost's MAX_FRAME_BYTES (256 KiB) is buffered, and a peer that

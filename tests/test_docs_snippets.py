@@ -79,7 +79,7 @@ def test_an_expired_token_is_refused_with_its_own_message(
 
 
 def test_the_testing_docs_handler_tests_pass(registry: HandlerRegistry) -> None:
-    [code, *_] = python_blocks("testing.md", "## Handlers, without a server")
+    [code, *_] = python_blocks("testing.md", "## The 4.x test double")
     module = load("testing_docs", code)
     try:
         module.test_ping_answers_pong()

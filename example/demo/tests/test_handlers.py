@@ -24,6 +24,7 @@ def public() -> Board:
     return Board.objects.create(name="Everyone's board")
 
 
+# --8<-- [start:call]
 async def test_the_small_handlers(rohrpost_client: TestClient) -> None:
     assert await rohrpost_client.call("echo", {"hello": [1, 2]}) == {"hello": [1, 2]}
     assert await rohrpost_client.call("add", [1, 2, 3.5]) == 6.5
@@ -37,6 +38,7 @@ async def test_add_names_each_item_that_is_not_a_number(rohrpost_client: TestCli
         await rohrpost_client.call("add", [1, "two", True])
     assert caught.value.code == "invalid"
     assert [error["path"] for error in caught.value.data["errors"]] == [[1], [2]]
+# --8<-- [end:call]
 
 
 @pytest.mark.parametrize(
@@ -60,6 +62,7 @@ async def test_bad_data_is_answered_invalid_with_the_bad_fields(
     assert [error["path"] for error in caught.value.data["errors"]] == paths
 
 
+# --8<-- [start:pushes]
 async def test_a_new_task_is_answered_and_published_to_its_board(
     rohrpost_client: TestClient, rohrpost_pushes: PushCapture, public: Board
 ) -> None:
@@ -83,6 +86,7 @@ async def test_subscribers_get_the_changes_of_their_board(
         await watcher.unsubscribe(group_object)
         await editor.call("task.delete", {"id": task["id"]})
         await watcher.assert_no_push()
+# --8<-- [end:pushes]
 
 
 @pytest.mark.usefixtures("public")
@@ -107,9 +111,11 @@ async def test_a_bad_group_object_is_answered_invalid(rohrpost_client: TestClien
     assert caught.value.data["errors"][0]["path"] == ["id"]
 
 
+# --8<-- [start:capture]
 @pytest.mark.django_db
 def test_a_change_made_outside_rohrpost_is_published(rohrpost_pushes: PushCapture) -> None:
     """A save in a view, the admin or the shell: no client, no server, no commit."""
     board = Board.objects.get(pk=1)  # made by the demo's data migration
     task = Task.objects.create(board=board, title="From the admin")
     assert rohrpost_pushes.changes == [("board-1", "create", task.as_dict())]
+# --8<-- [end:capture]

@@ -5,12 +5,16 @@
     python -m rohrpost ping   URL [--count N] [--interval S]
     python -m rohrpost call   URL TYPE [JSON]
     python -m rohrpost listen URL GROUP_OBJECT... [--count N]
+    python -m rohrpost schema [--typescript] [--output FILE] [--settings MODULE]
 
-Every command takes ``--token`` (default: ``$ROHRPOST_TOKEN``), ``--timeout``
-and ``--origin``. ``call`` prints the answer's data as one line of JSON;
-``listen`` prints every push as one line of JSON (``{"id", "type", "data"}``)
-on stdout and what it subscribed to on stderr, so its output pipes into
-``jq``. Exit codes: see :data:`EXIT_CODES` (and ``docs/python-client.md``).
+``schema`` writes the project's API (:mod:`rohrpost.schema`) as an AsyncAPI
+3.0 document in JSON, or as TypeScript declarations; it sets up Django with
+``--settings`` or ``$DJANGO_SETTINGS_MODULE``. The other commands take
+``--token`` (default: ``$ROHRPOST_TOKEN``), ``--timeout`` and ``--origin``.
+``call`` prints the answer's data as one line of JSON; ``listen`` prints
+every push as one line of JSON (``{"id", "type", "data"}``) on stdout and
+what it subscribed to on stderr, so its output pipes into ``jq``. Exit
+codes: see :data:`EXIT_CODES` (and ``docs/python-client.md``).
 """
 
 from __future__ import annotations
@@ -117,12 +121,27 @@ def build_parser() -> argparse.ArgumentParser:
         help='a group object as JSON, e.g. \'{"type": "board", "id": 1}\'',
     )
     listen.add_argument("--count", type=_positive_int, help="stop after N pushes")
+
+    schema = commands.add_parser(
+        "schema", help="write the project's API as AsyncAPI 3.0 (JSON) or TypeScript"
+    )
+    schema.add_argument(
+        "--typescript", action="store_true", help="TypeScript declarations instead of AsyncAPI"
+    )
+    schema.add_argument("--output", "-o", help="the file to write (default: stdout)")
+    schema.add_argument(
+        "--settings", help="the Django settings module (default: $DJANGO_SETTINGS_MODULE)"
+    )
+    schema.add_argument("--title", default="rohrpost API", help="the document's title")
+    schema.add_argument("--api-version", default="1.0.0", help="the API's version")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (``sys.argv[1:]`` by default) and return the exit status."""
     args = build_parser().parse_args(argv)
+    if args.command == "schema":
+        return _schema(args)
     try:
         from rohrpost import client  # noqa: F401 - needs the extra: say so without a traceback
     except ImportError as exc:
@@ -218,6 +237,33 @@ async def _listen(
             return EXIT_TIMEOUT
         _print_json(push.as_message())
         received += 1
+    return EXIT_OK
+
+
+def _schema(args: argparse.Namespace) -> int:
+    if args.settings:
+        os.environ["DJANGO_SETTINGS_MODULE"] = args.settings
+    if not os.environ.get("DJANGO_SETTINGS_MODULE"):
+        _error("schema needs the project's settings: --settings or $DJANGO_SETTINGS_MODULE")
+        return EXIT_USAGE
+    try:
+        import django
+
+        django.setup()  # imports every installed app's handlers
+        from rohrpost import schema
+    except ImportError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    if args.typescript:
+        text = schema.typescript()
+    else:
+        document = schema.asyncapi(title=args.title, version=args.api_version)
+        text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as output:
+            output.write(text)
+    else:
+        sys.stdout.write(text)
     return EXIT_OK
 
 

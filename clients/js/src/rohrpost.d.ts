@@ -172,7 +172,43 @@ export const DEFAULTS: Readonly<
 > &
   Readonly<Pick<RohrpostClientOptions, "WebSocket" | "protocols" | "socketOptions">>;
 
-export class RohrpostClient {
+/**
+ * A server's API, as `python -m rohrpost schema --typescript` declares it (its `Api`):
+ * the `data` each request type takes and its reply returns, and per subscription kind
+ * the group object and the pushed object.
+ */
+export interface ApiShape {
+  requests: object;
+  replies: object;
+  groupObjects?: object;
+  pushes?: object;
+}
+
+/** The API of a client made without one: every type takes and returns anything. */
+export interface UntypedApi {
+  requests: {};
+  replies: {};
+}
+
+/** What follows the type in `call`: `data` may be left out where the type takes null or anything. */
+export type CallArguments<D> = null extends D
+  ? [data?: D, options?: CallOptions]
+  : [data: D, options?: CallOptions];
+
+/** The request types an API declares. */
+export type RequestType<A extends ApiShape> = keyof A["requests"] & string;
+/** The reply `data` of request type `K`. */
+export type ReplyData<A extends ApiShape, K> = K extends keyof A["replies"] ? A["replies"][K] : unknown;
+/** A type name the API does not declare (`never` for a declared one). */
+export type UndeclaredType<A extends ApiShape, N extends string> = N extends RequestType<A> ? never : N;
+/** The group objects an API declares; any group object for an API without them. */
+export type GroupObjectOf<A extends ApiShape> = A extends { groupObjects: infer G }
+  ? [keyof G] extends [never]
+    ? GroupObject
+    : G[keyof G]
+  : GroupObject;
+
+export class RohrpostClient<A extends ApiShape = UntypedApi> {
   /** Connects at once. */
   constructor(url: string, options?: RohrpostClientOptions);
 
@@ -186,12 +222,21 @@ export class RohrpostClient {
 
   setToken(token: string | null): this;
 
-  /** Send a request; resolves with the reply's `data`, rejects with a RohrpostError. */
-  call<T = any>(type: string, data?: unknown, options?: CallOptions): Promise<T>;
+  /**
+   * Send a request; resolves with the reply's `data`, rejects with a RohrpostError.
+   * With a generated API (`new RohrpostClient<Api>(url)`), a declared type's `data`
+   * is checked and its reply typed.
+   */
+  call<K extends RequestType<A>>(type: K, ...rest: CallArguments<A["requests"][K]>): Promise<ReplyData<A, K>>;
+  call<T = any, N extends string = string>(
+    type: UndeclaredType<A, N>,
+    data?: unknown,
+    options?: CallOptions,
+  ): Promise<T>;
   /** Join the group a group object names; kept and resubscribed after reconnects. */
-  subscribe(group: GroupObject, options?: CallOptions): Promise<SubscribeReply>;
+  subscribe(group: GroupObjectOf<A>, options?: CallOptions): Promise<SubscribeReply>;
   /** Leave a group; it is no longer resubscribed, whatever the answer. */
-  unsubscribe(group: GroupObject, options?: CallOptions): Promise<SubscribeReply>;
+  unsubscribe(group: GroupObjectOf<A>, options?: CallOptions): Promise<SubscribeReply>;
 
   on<E extends EventName>(event: E, listener: (payload: RohrpostEvents[E]) => void): this;
   on<T = any, G extends string = string>(group: GroupName<G>, listener: GroupListener<T>): this;

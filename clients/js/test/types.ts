@@ -8,6 +8,7 @@ import RohrpostClientDefault, {
   type SubscriptionUpdate,
   type WebSocketConstructor,
 } from "../src/rohrpost.js";
+import type { Api, Pushes, TaskOut } from "../../../example/demo/static/demo/api.js";
 
 interface Task {
   id: number;
@@ -66,3 +67,32 @@ new RohrpostClient("ws://x").on(
 new RohrpostClient("ws://x").on("board-1", (update: number) => update);
 
 void usage;
+
+// The demo's API, generated from its handlers' types by
+// `python -m rohrpost schema --typescript` (tests/test_schema.py keeps it current).
+async function typedUsage(): Promise<void> {
+  const client = new RohrpostClient<Api>("ws://127.0.0.1:8000/ws/rohrpost/");
+  const task: TaskOut = await client.call("task.add", { board: 1, title: "x" });
+  const tasks: TaskOut[] = await client.call("tasks", { board: task.board }, { timeout: 500 });
+  const boards = await client.call("boards");
+  const sum: number = await client.call("add", [1, 2.5]);
+  const echoed: unknown = await client.call("echo", { any: ["thing"] });
+  const pong = await client.call<string>("not.in.the.api", 1);
+  await client.subscribe({ type: "board", id: task.board });
+  client.on<Pushes["board"]>("board-1", (error, update) => show(error, update.object.title));
+  show(tasks.length, boards[0]?.private, sum, echoed, pong.length);
+
+  // @ts-expect-error: task.add needs a title
+  await client.call("task.add", { board: 1 });
+  // @ts-expect-error: a board id is a number
+  await client.call("tasks", { board: "1" });
+  // @ts-expect-error: task.add takes data
+  await client.call("task.add");
+  // @ts-expect-error: the reply of tasks is a list of tasks
+  const wrong: string = await client.call("tasks", { board: 1 });
+  // @ts-expect-error: the demo declares no group object of type "room"
+  await client.subscribe({ type: "room", id: 1 });
+  show(wrong);
+}
+
+void typedUsage;

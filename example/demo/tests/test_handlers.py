@@ -38,6 +38,8 @@ async def test_add_names_each_item_that_is_not_a_number(rohrpost_client: TestCli
         await rohrpost_client.call("add", [1, "two", True])
     assert caught.value.code == "invalid"
     assert [error["path"] for error in caught.value.data["errors"]] == [[1], [2]]
+
+
 # --8<-- [end:call]
 
 
@@ -86,6 +88,8 @@ async def test_subscribers_get_the_changes_of_their_board(
         await watcher.unsubscribe(group_object)
         await editor.call("task.delete", {"id": task["id"]})
         await watcher.assert_no_push()
+
+
 # --8<-- [end:pushes]
 
 
@@ -118,4 +122,6 @@ def test_a_change_made_outside_rohrpost_is_published(rohrpost_pushes: PushCaptur
     board = Board.objects.get(pk=1)  # made by the demo's data migration
     task = Task.objects.create(board=board, title="From the admin")
     assert rohrpost_pushes.changes == [("board-1", "create", task.as_dict())]
+
+
 # --8<-- [end:capture]

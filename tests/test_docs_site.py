@@ -22,6 +22,7 @@ def build(tmp_path: Path, page: str) -> subprocess.CompletedProcess[str]:
     shutil.copytree(ROOT / "docs", tmp_path / "docs")
     (tmp_path / "src").symlink_to(ROOT / "src")
     (tmp_path / "CHANGELOG.md").symlink_to(ROOT / "CHANGELOG.md")
+    (tmp_path / "example").symlink_to(ROOT / "example")  # testing.md includes the demo's tests
     (tmp_path / "docs" / "extra.md").write_text(page)
     return subprocess.run(
         [str(MKDOCS), "build", "--strict", "--site-dir", str(tmp_path / "site")],

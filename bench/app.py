@@ -12,7 +12,12 @@ path                 consumer
 ``/sync-rohrpost``   :class:`rohrpost.SyncRohrpostConsumer` (the built-in ``ping``)
 ``/sync-rohrpost-threaded``  :class:`SyncRohrpostThreaded`: a plain sync ``ping`` handler
 ``/sync-channels``   :class:`ChannelsSyncEcho`, a plain ``JsonWebsocketConsumer``
+``/hand-checked-rohrpost``  an inline ``ping`` that checks its data by hand
+``/typed-rohrpost``  the same handler typed: pydantic checks, its model is returned
 ===================  ============================================================
+
+The last two answer with ``{"id": n, "type": "ping", "data": {...}}``: they
+return the data, which makes a reply of the request's own type.
 
 ``GET /cpu`` answers the server process's own CPU clock
 (``time.process_time()``: user + system time of every thread, in seconds), so
@@ -38,11 +43,24 @@ from channels.generic.websocket import (  # noqa: E402
 )
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
+from pydantic import BaseModel  # noqa: E402
 
-from rohrpost import AsyncRohrpostConsumer, HandlerRegistry, SyncRohrpostConsumer  # noqa: E402
+from rohrpost import (  # noqa: E402
+    AsyncRohrpostConsumer,
+    HandlerRegistry,
+    RohrpostError,
+    SyncRohrpostConsumer,
+)
 from rohrpost.message import send_message  # noqa: E402
 
-__all__ = ["ChannelsAsyncEcho", "ChannelsSyncEcho", "SyncRohrpostThreaded", "application"]
+__all__ = [
+    "ChannelsAsyncEcho",
+    "ChannelsSyncEcho",
+    "HandChecked",
+    "SyncRohrpostThreaded",
+    "Typed",
+    "application",
+]
 
 
 class ChannelsAsyncEcho(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
@@ -74,6 +92,58 @@ class SyncRohrpostThreaded(SyncRohrpostConsumer):
     rohrpost_registry = threaded_handlers
 
 
+hand_checked_handlers = HandlerRegistry()
+typed_handlers = HandlerRegistry()
+
+
+def _invalid(field: str) -> RohrpostError:
+    return RohrpostError(f"`{field}` is missing or of the wrong type.", code="invalid")
+
+
+@hand_checked_handlers.handler("ping", inline=True)
+def hand_checked_ping(consumer: Any, request: dict[str, Any]) -> dict[str, Any]:
+    """What a handler without types does to be as strict as the typed one."""
+    data = request.get("data")
+    if not isinstance(data, dict):
+        raise _invalid("data")
+    seq, text, flags, ratio = (
+        data.get("seq"),
+        data.get("text"),
+        data.get("flags"),
+        data.get("ratio"),
+    )
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        raise _invalid("seq")
+    if not isinstance(text, str):
+        raise _invalid("text")
+    if not isinstance(flags, list) or not all(isinstance(flag, bool) for flag in flags):
+        raise _invalid("flags")
+    if not isinstance(ratio, int | float) or isinstance(ratio, bool):
+        raise _invalid("ratio")
+    return {"seq": seq, "text": text, "flags": flags, "ratio": float(ratio)}
+
+
+class PingData(BaseModel):
+    seq: int
+    text: str
+    flags: list[bool]
+    ratio: float
+
+
+@typed_handlers.handler("ping", inline=True)
+def typed_ping(consumer: Any, request: dict[str, Any], data: PingData) -> PingData:
+    """The same handler typed: validated before it runs, its model encoded after."""
+    return data
+
+
+class HandChecked(AsyncRohrpostConsumer):
+    rohrpost_registry = hand_checked_handlers
+
+
+class Typed(AsyncRohrpostConsumer):
+    rohrpost_registry = typed_handlers
+
+
 def _cpu_clock() -> dict[str, Any]:
     # The clock is read first: what follows is the same small cost every time.
     clock = {"process_time": time.process_time(), "threads": threading.active_count()}
@@ -90,6 +160,8 @@ application = ProtocolTypeRouter(
                 path("sync-rohrpost", SyncRohrpostConsumer.as_asgi()),
                 path("sync-rohrpost-threaded", SyncRohrpostThreaded.as_asgi()),
                 path("sync-channels", ChannelsSyncEcho.as_asgi()),
+                path("hand-checked-rohrpost", HandChecked.as_asgi()),
+                path("typed-rohrpost", Typed.as_asgi()),
             ]
         ),
     }

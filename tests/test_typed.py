@@ -261,3 +261,16 @@ async def test_a_typed_subscription_kind_validates_the_group_object(
 
 def test_invalid_data_is_a_rohrpost_error_with_code_invalid() -> None:
     assert InvalidData().code == "invalid"
+
+
+def test_a_callable_without_a_signature_is_registered_untyped() -> None:
+    class Opaque:
+        __signature__ = "not a signature"  # inspect.signature raises TypeError for it
+
+        def __call__(self, consumer: Any, request: dict[str, Any]) -> Any:
+            return None
+
+    registry = HandlerRegistry()
+    opaque = Opaque()
+    registry.register("opaque", opaque)
+    assert registry["opaque"] is opaque

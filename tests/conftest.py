@@ -8,6 +8,9 @@ import pytest
 
 from rohrpost.registry import HANDLERS, HandlerRegistry
 
+# The test kit's fixtures, as an application's conftest.py loads them.
+pytest_plugins = ["rohrpost.testing.pytest_plugin"]
+
 
 @pytest.fixture
 def registry() -> Iterator[HandlerRegistry]:

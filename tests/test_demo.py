@@ -159,7 +159,7 @@ def test_make_demo_installs_the_runtime_extras_and_no_test_tools(tmp_path: Path)
     extras = re.search(r'-e "\.\[([a-z,]+)\]"', installs[0])
     assert extras, installs[0]
     known = set(metadata("rohrpost").get_all("Provides-Extra") or [])
-    assert set(extras[1].split(",")) == {"server", "client", "redis", "fast"} <= known
+    assert set(extras[1].split(",")) == {"server", "client", "redis", "fast", "pydantic"} <= known
 
 
 def test_make_demo_with_workers_runs_the_multi_process_launcher(tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
 """The demo's own test suite (example/demo/tests), written with the test kit, passes.
 
 It runs in a pytest of its own, under the demo's settings, as an application's
-tests would: the kit's fixtures come from the plugin that installing rohrpost
-registers, not from rohrpost's conftest.
+tests would: the kit's fixtures come from the plugin its pytest.ini loads, not
+from rohrpost's conftest.
 """
 
 from __future__ import annotations

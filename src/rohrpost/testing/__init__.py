@@ -5,9 +5,9 @@
   ``receive_push`` and ``assert_no_push``.
 - :func:`capture_pushes`: what the change feed published inside a block,
   recorded as it happens, in any thread; inside a Django ``TestCase`` too.
-- A pytest plugin, :mod:`rohrpost.testing.pytest_plugin` (loaded
-  automatically when pytest runs), with the fixtures ``rohrpost_client``,
-  ``rohrpost_connect`` and ``rohrpost_pushes``.
+- A pytest plugin, :mod:`rohrpost.testing.pytest_plugin` (``pytest_plugins =
+  ["rohrpost.testing.pytest_plugin"]`` in ``conftest.py``), with the fixtures
+  ``rohrpost_client``, ``rohrpost_connect`` and ``rohrpost_pushes``.
 
 The client needs ``daphne`` (``channels.testing`` imports it); the async
 fixtures need ``pytest-asyncio``, and database access ``pytest-django``.

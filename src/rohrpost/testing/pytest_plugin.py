@@ -1,4 +1,8 @@
-"""rohrpost's pytest fixtures; pytest loads this plugin by itself once rohrpost is installed.
+"""rohrpost's pytest fixtures. Load them in your top-level ``conftest.py``::
+
+    pytest_plugins = ["rohrpost.testing.pytest_plugin"]
+
+or with ``-p rohrpost.testing.pytest_plugin`` in pytest's ``addopts``.
 
 - ``rohrpost_client``: a :class:`~rohrpost.testing.TestClient`, connected, to
   the project's ASGI application (``settings.ASGI_APPLICATION``) at

@@ -236,10 +236,11 @@ def test_a_handler_typed_by_a_local_class_needs_the_decorator_argument() -> None
     def local(consumer: Any, request: dict[str, Any], data: Local) -> Local:
         return data
 
-    registry.register("local", local)
+    # Annotations naming a class local to a function cannot be resolved.
+    with pytest.raises(TypeError, match=r"cannot be resolved .*data=\.\.\., reply=\.\.\."):
+        registry.register("local", local)
+    assert "local" not in registry
     registry.register("named", local, data=Local, reply=Local)
-    # Annotations naming a class local to a function cannot be resolved: untyped.
-    assert handler_types(registry["local"]) == HandlerTypes(Any, Any)
     assert handler_types(registry["named"]) == HandlerTypes(Local, Local)
 
 
@@ -261,6 +262,16 @@ async def test_a_typed_subscription_kind_validates_the_group_object(
 
 def test_invalid_data_is_a_rohrpost_error_with_code_invalid() -> None:
     assert InvalidData().code == "invalid"
+
+
+def test_only_the_data_and_return_annotations_need_to_resolve() -> None:
+    registry = HandlerRegistry()
+
+    def handler(consumer: NotImportedHere, request: dict[str, Any], data: Item) -> Line:  # type: ignore[name-defined]  # noqa: F821
+        return Line(title=data.title, total=data.amount)
+
+    registry.register("handler", handler)
+    assert handler_types(registry["handler"]) == HandlerTypes(Item, Line)
 
 
 def test_a_callable_without_a_signature_is_registered_untyped() -> None:

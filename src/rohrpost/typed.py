@@ -14,7 +14,7 @@ naming the type of its data, either in the decorator or as the annotation of a
         id: int
         title: str
 
-    @rohrpost_handler("task.add", data=TaskIn)
+    @rohrpost_handler("task.add")
     def add_task(consumer, request, data: TaskIn) -> TaskOut:
         ...
 
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -119,10 +120,22 @@ def _hints(handler: Callable[..., Any]) -> dict[str, Any]:
     target = handler.func if isinstance(handler, functools.partial) else handler
     if not inspect.isroutine(target):
         target = getattr(target, "__call__", target)  # noqa: B004 - a callable object's method
+    # Only the two annotations that matter: `consumer` may well name a type that
+    # exists only under TYPE_CHECKING.
+    annotations = getattr(target, "__annotations__", {})
+    wanted = types.SimpleNamespace(
+        __annotations__={key: annotations[key] for key in ("data", "return") if key in annotations}
+    )
     try:
-        return typing.get_type_hints(target, include_extras=True)
-    except Exception:  # names only defined locally: the decorator's arguments must say
-        return {}
+        return typing.get_type_hints(
+            wanted, getattr(target, "__globals__", None), include_extras=True
+        )
+    except Exception as exc:  # a name defined only inside a function, say
+        # Silently untyped would let every request through unchecked: refuse instead.
+        raise TypeError(
+            f"The annotations of {getattr(handler, '__qualname__', handler)!r} cannot be "
+            f"resolved ({exc}); give the types as rohrpost_handler(..., data=..., reply=...)."
+        ) from exc
 
 
 def handler_types(handler: Callable[..., Any]) -> HandlerTypes | None:

@@ -93,6 +93,27 @@ async def nothing(consumer: Any, request: dict[str, Any], data: Order | None = N
     return None
 
 
+@REGISTRY.handler("items.untyped_reply")
+def items_untyped_reply(consumer: Any, request: dict[str, Any], data):  # type: ignore[no-untyped-def]
+    """Takes anything; returns models without declaring them."""
+    return [Item(title=str(data))] if data != "plain" else {"plain": True}
+
+
+@REGISTRY.handler("order.async_check", data=Order)
+async def order_async_check(consumer: Any, request: dict[str, Any]) -> Any:
+    return request["data"]["customer"]
+
+
+class Counter:
+    """A callable object as a typed handler: its ``__call__`` is annotated."""
+
+    def __call__(self, consumer: Any, request: dict[str, Any], data: list[int]) -> int:
+        return len(data)
+
+
+REGISTRY.register("count", Counter())
+
+
 @subscriptions.declare("room", group=lambda room: f"room-{room.name}", data=Room, push=Line)
 def may_enter(user: Any, scope: dict[str, Any], room: Room) -> bool:
     calls.append(room)
@@ -200,6 +221,18 @@ async def test_a_typed_handler_that_returns_none_sends_no_reply() -> None:
     async with TestClient(AsyncShop.as_asgi()) as client:
         await client.send({"id": 1, "type": "nothing"})
         assert await client.call("order.count", ORDER) == {"items": 2}
+
+
+async def test_untyped_replies_callable_objects_and_async_handlers_without_data() -> None:
+    async with TestClient(AsyncShop.as_asgi()) as client:
+        assert await client.call("items.untyped_reply", 5) == [{"title": "5", "amount": 1}]
+        assert await client.call("items.untyped_reply", "plain") == {"plain": True}
+        assert await client.call("order.async_check", ORDER) == "ada"
+        with pytest.raises(CallError, match="invalid"):
+            await client.call("order.async_check", {})
+        assert await client.call("count", [4, 5]) == 2
+        with pytest.raises(CallError, match="invalid"):
+            await client.call("count", ["x"])
 
 
 def test_typed_handlers_keep_their_kind_and_carry_their_types() -> None:

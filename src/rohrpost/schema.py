@@ -86,6 +86,20 @@ class _Schemas:
         )
 
 
+#: A position in a group's history (rohrpost.history, docs/protocol.md).
+_POSITION: dict[str, Any] = {
+    "type": "object",
+    "properties": {"epoch": {"type": "string"}, "offset": {"type": "integer", "minimum": 0}},
+    "required": ["epoch", "offset"],
+}
+
+
+def _with(frame: dict[str, Any], **fields: dict[str, Any]) -> dict[str, Any]:
+    """``frame`` with more optional top-level fields."""
+    frame["properties"].update(fields)
+    return frame
+
+
 def _frame(request_type: Any, data: dict[str, Any], *, data_required: bool) -> dict[str, Any]:
     schema: dict[str, Any] = {
         "type": "object",
@@ -199,8 +213,11 @@ def asyncapi(
             {
                 "name": "subscribe",
                 "title": f"subscribe to a {kind}",
-                "payload": _frame(
-                    {"enum": ["subscribe", "unsubscribe"]}, group_object, data_required=True
+                "payload": _with(
+                    _frame(
+                        {"enum": ["subscribe", "unsubscribe"]}, group_object, data_required=True
+                    ),
+                    since=_POSITION,  # kinds with history: resume after this position
                 ),
             },
         )
@@ -210,7 +227,17 @@ def asyncapi(
                 "name": "subscribe",
                 "payload": _frame(
                     {"enum": ["subscribe", "unsubscribe"]},
-                    {"type": "object", "properties": {"group": {"type": "string"}}},
+                    {
+                        "type": "object",
+                        "properties": {
+                            "group": {"type": "string"},
+                            # Kinds with history (docs/protocol.md):
+                            "position": _POSITION,
+                            "resumed": {"type": "integer", "minimum": 0},
+                            "reset": {"const": True},
+                            "snapshot": _ANY,
+                        },
+                    },
                     data_required=True,
                 ),
             },
@@ -220,18 +247,27 @@ def asyncapi(
             {
                 "name": PUSH_TYPE,
                 "title": f"a change pushed to {kind} subscribers",
-                "payload": _frame(
-                    {"const": PUSH_TYPE},
-                    {
-                        "type": "object",
-                        "properties": {
-                            "type": {"enum": ["create", "update", "delete"]},
-                            "group": {"type": "string"},
-                            "object": described.get(("push", kind), _ANY),
+                "payload": _with(
+                    _frame(
+                        {"const": PUSH_TYPE},
+                        {
+                            "type": "object",
+                            "properties": {
+                                "type": {"enum": ["create", "update", "delete"]},
+                                "group": {"type": "string"},
+                                "object": described.get(("push", kind), _ANY),
+                            },
+                            "required": ["type", "group", "object"],
                         },
-                        "required": ["type", "group", "object"],
+                        data_required=True,
+                    ),
+                    position={  # kinds with history
+                        **_POSITION,
+                        "properties": {
+                            "group": {"type": "string"},
+                            **_POSITION["properties"],
+                        },
                     },
-                    data_required=True,
                 ),
             },
         )

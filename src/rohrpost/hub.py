@@ -29,7 +29,6 @@ own on the layer. rohrpost's consumers go through their process's hub instead:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import logging
 import random
@@ -344,8 +343,7 @@ class Hub:
         tick = CANARY_SECONDS if renew_every is None else min(CANARY_SECONDS, renew_every)
         delay = RETRY_FIRST_SECONDS
         while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._trouble.wait(), tick)
+            await self._await_trouble(tick)
             # Two canaries unanswered (not one: a busy layer may just be slow).
             lost = self._canary_sent - self._canary_seen >= 2
             due = next_renewal is not None and self.loop.time() >= next_renewal
@@ -377,6 +375,19 @@ class Hub:
             if self._outage and not self._watches():
                 self._recovered()
             await self._asend_canary()
+
+    async def _await_trouble(self, seconds: float) -> None:
+        """Wait until a fault is reported, or ``seconds`` have passed.
+
+        Not ``asyncio.wait_for``: before Python 3.12 it may turn a cancellation
+        that meets its timeout into ``TimeoutError``, and the upkeep would
+        then run on, holding up the event loop's shutdown for ever.
+        """
+        waiter = asyncio.ensure_future(self._trouble.wait())
+        try:
+            await asyncio.wait({waiter}, timeout=seconds)
+        finally:
+            waiter.cancel()
 
     def _recovered(self) -> None:
         self._outage = False

@@ -43,7 +43,10 @@ def make_registry() -> HandlerRegistry:
         await consumer.aadd_to_group("left")
         for group in ("kept", "left"):
             await asend_to_group(group, {"id": 0, "type": "push", "data": group})
-        await asyncio.sleep(0.05)  # the hub delivers meanwhile: held
+        for _ in range(200):  # until the hub has delivered both: held for this frame
+            if len(consumer._rohrpost_held or ()) == 2:
+                break
+            await asyncio.sleep(0.005)
         await consumer.aremove_from_group("left")
         return "done"
 

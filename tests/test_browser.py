@@ -232,6 +232,11 @@ def test_two_processes_on_a_redis_that_restarts_empty_keep_every_page_live(
             task_item(on_a, "After the restart, from B").wait_for(timeout=LIVE_MS)
             add_task(on_a, "After the restart, from A")
             task_item(on_b, "After the restart, from A").wait_for(timeout=LIVE_MS)
+            # A plain Python process that saves a model: its push reaches both.
+            saved = a.manage("board", "add", "Saved by a script", "--direct")
+            assert saved.returncode == 0, saved.stderr
+            for page in (on_a, on_b):
+                task_item(page, "Saved by a script").wait_for(timeout=LIVE_MS)
             # Live without a reload: a reload would have dropped the mark.
             for page, server in ((on_a, a), (on_b, b)):
                 assert page.evaluate("window.rohrpostTestMark") == "not reloaded"

@@ -1,4 +1,4 @@
-"""The ASGI application the benchmark server runs: four contenders and a CPU clock.
+"""The ASGI application the benchmark server runs: six contenders and a CPU clock.
 
 Run by :mod:`bench.__main__` as ``uvicorn bench.app:application``. Every
 contender answers ``{"id": n, "type": "ping", "data": {...}}`` with
@@ -14,6 +14,7 @@ path                 consumer
 ``/sync-channels``   :class:`ChannelsSyncEcho`, a plain ``JsonWebsocketConsumer``
 ``/hand-checked-rohrpost``  an inline ``ping`` that checks its data by hand
 ``/typed-rohrpost``  the same handler typed: pydantic checks, its model is returned
+``/bare-echo``       :func:`bare_echo`, a plain ASGI app: no Channels, no Django routing
 ===================  ============================================================
 
 The last two answer with ``{"id": n, "type": "ping", "data": {...}}``: they
@@ -27,8 +28,10 @@ the 10 ms granularity of ``/proc/<pid>/stat``.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bench.server_kit import configure, json_endpoint, server_facts
@@ -53,6 +56,8 @@ from rohrpost import (  # noqa: E402
 )
 from rohrpost.message import send_message  # noqa: E402
 
+from rohrpost import encoding  # noqa: E402
+
 __all__ = [
     "ChannelsAsyncEcho",
     "ChannelsSyncEcho",
@@ -60,7 +65,11 @@ __all__ = [
     "SyncRohrpostThreaded",
     "Typed",
     "application",
+    "bare_echo",
 ]
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class ChannelsAsyncEcho(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
@@ -144,13 +153,46 @@ class Typed(AsyncRohrpostConsumer):
     rohrpost_registry = typed_handlers
 
 
+def _bare_codec() -> tuple[Callable[[str], Any], Callable[[Any], str]]:
+    """The JSON functions rohrpost's codec is built on, without its strictness checks."""
+    if encoding.DEFAULT.name == "orjson":
+        import orjson
+
+        orjson_dumps = orjson.dumps
+        return orjson.loads, lambda value: orjson_dumps(value).decode()
+    encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+    return json.loads, encoder.encode
+
+
+_bare_loads, _bare_dumps = _bare_codec()
+
+
+async def bare_echo(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    """The floor: accept, decode each text frame, answer its pong, nothing else.
+
+    What any JSON echo over ASGI must do at least; everything a consumer
+    costs above it is the price of its framework.
+    """
+    while True:
+        event = await receive()
+        kind = event["type"]
+        if kind == "websocket.receive":
+            request = _bare_loads(event["text"])
+            reply = {"id": request["id"], "type": "pong", "data": request.get("data")}
+            await send({"type": "websocket.send", "text": _bare_dumps(reply)})
+        elif kind == "websocket.connect":
+            await send({"type": "websocket.accept"})
+        else:
+            return
+
+
 def _cpu_clock() -> dict[str, Any]:
     # The clock is read first: what follows is the same small cost every time.
     clock = {"process_time": time.process_time(), "threads": threading.active_count()}
     return clock | server_facts()
 
 
-application = ProtocolTypeRouter(
+routed = ProtocolTypeRouter(
     {
         "http": json_endpoint("/cpu", _cpu_clock),
         "websocket": URLRouter(
@@ -166,3 +208,11 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+
+async def application(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    """The bare echo outside Channels and Django routing; everything else through them."""
+    if scope["type"] == "websocket" and scope["path"] == "/bare-echo":
+        await bare_echo(scope, receive, send)
+    else:
+        await routed(scope, receive, send)

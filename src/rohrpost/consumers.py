@@ -196,6 +196,14 @@ class AsyncRohrpostConsumer(_OpenConnectionCount, RohrpostConsumerMixin, AsyncWe
         self._rohrpost_max_in_flight: int = conf.get("MAX_IN_FLIGHT")
         self._rohrpost_in_flight: set[asyncio.Task[None]] = set()
         self._rohrpost_sync_pool = workers.executor()
+        # A frame skips Channels' websocket_receive -> receive -> send chain (four
+        # calls, each a coroutine) unless a subclass overrides a link of it.
+        cls = type(self)
+        self._rohrpost_short_receive = (
+            cls.receive is AsyncRohrpostConsumer.receive
+            and cls.websocket_receive is AsyncWebsocketConsumer.websocket_receive
+            and cls.send is AsyncRohrpostConsumer.send
+        )
 
     def _rohrpost_serves_itself(self) -> bool:
         # An overridden rohrpost_message or send gets pushes through its own channel.
@@ -216,22 +224,37 @@ class AsyncRohrpostConsumer(_OpenConnectionCount, RohrpostConsumerMixin, AsyncWe
         """
         event_type = message.get("type")
         if event_type == "websocket.receive":
-            await self.websocket_receive(message)
+            if self._rohrpost_short_receive:
+                await self._rohrpost_areceive(message.get("text"), message.get("bytes"), None)
+            else:
+                await self.websocket_receive(message)
         elif event_type == GROUP_EVENT_TYPE:
             await self.rohrpost_message(message)
         else:
             await super().dispatch(message)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        taken = await self._rohrpost_atake(text_data, bytes_data)
+        await self._rohrpost_areceive(text_data, bytes_data, self.send)
+
+    async def _rohrpost_areceive(self, text: str | None, binary: bytes | None, send: Any) -> None:
+        """Handle a frame; answer through ``send``, or straight into the outbox when ``None``."""
+        taken = await self._rohrpost_atake(text, binary)
         if isinstance(taken, Call):
             if self._rohrpost_max_in_flight > 1:
                 await self._rohrpost_astart(taken)
                 return
             reply = await self._rohrpost_acall(taken)
-            taken = [] if reply is None else [reply]
-        for text in taken:
-            await self.send(text_data=text)
+            if reply is None:
+                return
+            taken = [reply]
+        if send is None:
+            outbox = self._rohrpost_outgoing
+            assert outbox is not None  # set before the first event
+            for text_out in taken:
+                await outbox({"type": "websocket.send", "text": text_out})
+        else:
+            for text_out in taken:
+                await send(text_data=text_out)
 
     async def _rohrpost_acall(self, call: Call) -> str | None:
         if call.mode == "async":

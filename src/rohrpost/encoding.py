@@ -139,7 +139,18 @@ _STRICT_DECODER = json.JSONDecoder(
 # only when the text could hold a long one.
 _FAST_DECODER = json.JSONDecoder(parse_float=_finite_float, parse_constant=_reject_constant)
 # 19 digits reach beyond 64 bits (-9223372036854775809); orjson would make a float of them.
-_LONG_DIGIT_RUN = re.compile(r"[0-9]{19}")
+_LONG_DIGIT_RUN = b"0" * 19
+# A bytes.translate table: every ASCII digit becomes "0", every other byte a space.
+_DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+
+
+def _has_long_digit_run(text: str) -> bool:
+    """Whether ``text`` holds 19 ASCII digits in a row.
+
+    Two C-speed passes (the regex ``[0-9]{19}`` took longer than decoding
+    a small frame, and 3 ms for 256 KiB).
+    """
+    return _LONG_DIGIT_RUN in text.encode("utf-8", "surrogatepass").translate(_DIGITS_AS_ZEROS)
 
 
 def _stdlib_loads(text: str) -> Any:
@@ -149,7 +160,7 @@ def _stdlib_loads(text: str) -> Any:
             text.encode("utf-8")
         except UnicodeEncodeError:
             raise JSONDecodeError("The text holds a lone UTF-16 surrogate.") from None
-    decoder = _STRICT_DECODER if _LONG_DIGIT_RUN.search(text) else _FAST_DECODER
+    decoder = _STRICT_DECODER if _has_long_digit_run(text) else _FAST_DECODER
     try:
         value = decoder.decode(text)
     except JSONDecodeError:
@@ -240,7 +251,7 @@ def _make_orjson_codec() -> Codec | None:
     float_spelling = re.compile(rb"0\.0000|e-[0-9](?![0-9])")
 
     def loads(text: str) -> Any:
-        if _LONG_DIGIT_RUN.search(text):
+        if _has_long_digit_run(text):
             # orjson turns integers beyond 64 bits into floats; keep them exact.
             return _stdlib_loads(text)
         try:

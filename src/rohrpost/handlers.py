@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from rohrpost.message import send_message
+from rohrpost import encoding
+from rohrpost.message import deliver
 from rohrpost.registry import rohrpost_handler
 
 __all__ = ["handle_ping"]
@@ -19,14 +20,14 @@ __all__ = ["handle_ping"]
 
 @rohrpost_handler("ping", inline=True)
 def handle_ping(consumer: Any, request: dict[str, Any]) -> None:
-    """Answer a ping with a pong (inline: it does no I/O besides the send)."""
+    """Answer a ping with a pong (inline: it does no I/O besides the send).
+
+    The frame is what ``send_message(consumer, "pong", message_id=..., data=...)``
+    sends, built here without its general cases: a ping is the frame a client
+    sends most.
+    """
+    pong: dict[str, Any] = {"id": request["id"], "type": "pong"}
     if "data" in request:
         data = request["data"]
-        send_message(
-            consumer,
-            "pong",
-            message_id=request["id"],
-            data=data if isinstance(data, dict) else {"data": data},
-        )
-    else:
-        send_message(consumer, "pong", message_id=request["id"])
+        pong["data"] = data if isinstance(data, dict) else {"data": data}
+    deliver(consumer, encoding.dumps(pong))

@@ -53,10 +53,9 @@ from rohrpost import (  # noqa: E402
     HandlerRegistry,
     RohrpostError,
     SyncRohrpostConsumer,
+    encoding,
 )
 from rohrpost.message import send_message  # noqa: E402
-
-from rohrpost import encoding  # noqa: E402
 
 __all__ = [
     "ChannelsAsyncEcho",

@@ -196,13 +196,25 @@ def parse_request(
         return FrameError(INVALID_JSON, f"Could not decode JSON message. Error: {exc}")
     if type(request) is not dict:
         return FrameError(NOT_AN_OBJECT, "Expected a JSON object as message.")
+    # The common case, a valid request, without a call: this runs for every frame.
+    request_type = request.get("type")
+    if (
+        type(request.get("id")) in _ID_TYPES
+        and type(request_type) is str
+        and 0 < len(request_type) <= MAX_TYPE_LENGTH
+    ):
+        return request
     return _validate(request)
 
 
+_ID_TYPES: Final = frozenset({int, float, str})
+
+
 def _validate(request: dict[str, Any]) -> dict[str, Any] | FrameError:
+    """The request itself, or the error that refuses it (first which field is wrong)."""
     request_id = request.get("id")
     request_type = request.get("type")
-    id_ok = request_id is not None and type(request_id) in (int, float, str)
+    id_ok = request_id is not None and type(request_id) in _ID_TYPES
     type_ok = type(request_type) is str and 0 < len(request_type) <= MAX_TYPE_LENGTH
     if id_ok and type_ok:
         return request

@@ -10,7 +10,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from channels.layers import channel_layers, get_channel_layer
@@ -1104,3 +1104,64 @@ async def test_group_broadcast_over_channels_redis_reaches_exactly_the_members(
     finally:
         await layer.flush()
         await layer.close_pools()
+
+
+# --- the async consumer's short path for frames -------------------------------------
+
+
+class SendRecordingConsumer(AsyncRohrpostConsumer):
+    """Overrides ``send``, as 4.x code did to see or change every frame sent."""
+
+    sent: ClassVar[list[str]] = []
+
+    async def send(self, text_data: Any = None, bytes_data: Any = None, close: Any = False) -> None:
+        type(self).sent.append(text_data)
+        await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+
+
+class ReceiveRecordingConsumer(AsyncRohrpostConsumer):
+    """Overrides ``receive``, as 4.x code did to see every frame."""
+
+    received: ClassVar[list[str]] = []
+
+    async def receive(self, text_data: Any = None, bytes_data: Any = None) -> None:
+        type(self).received.append(text_data)
+        await super().receive(text_data=text_data, bytes_data=bytes_data)
+
+
+class WebsocketReceiveRecordingConsumer(AsyncRohrpostConsumer):
+    """Overrides Channels' ``websocket_receive``, one level above ``receive``."""
+
+    received: ClassVar[list[str]] = []
+
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        type(self).received.append(message["text"])
+        await super().websocket_receive(message)
+
+
+async def test_a_subclass_that_overrides_send_sends_every_reply_through_it() -> None:
+    SendRecordingConsumer.sent = []
+    async with connect(SendRecordingConsumer) as communicator:
+        reply = await ask(communicator, {"id": 1, "type": "ping", "data": {"n": 1}})
+        assert reply == {"id": 1, "type": "pong", "data": {"n": 1}}
+        error = await ask(communicator, {"id": 2})
+        assert error["code"] == "missing_type"
+    assert [json.loads(text) for text in SendRecordingConsumer.sent] == [reply, error]
+    assert not SendRecordingConsumer(scope={})._rohrpost_short_receive
+
+
+@pytest.mark.parametrize("consumer", [ReceiveRecordingConsumer, WebsocketReceiveRecordingConsumer])
+async def test_a_subclass_that_overrides_a_receive_method_gets_every_frame(
+    consumer: Any,
+) -> None:
+    consumer.received = []
+    frame = json.dumps({"id": 1, "type": "ping"})
+    async with connect(consumer) as communicator:
+        await communicator.send_to(text_data=frame)
+        assert json.loads(await communicator.receive_from(timeout=2)) == {"id": 1, "type": "pong"}
+    assert consumer.received == [frame]
+    assert not consumer(scope={})._rohrpost_short_receive
+
+
+def test_the_plain_async_consumer_takes_the_short_path() -> None:
+    assert AsyncRohrpostConsumer(scope={})._rohrpost_short_receive

@@ -210,14 +210,12 @@ def parse_request(
 _ID_TYPES: Final = frozenset({int, float, str})
 
 
-def _validate(request: dict[str, Any]) -> dict[str, Any] | FrameError:
-    """The request itself, or the error that refuses it (first which field is wrong)."""
+def _validate(request: dict[str, Any]) -> FrameError:
+    """The error that refuses a request whose ``id`` or ``type`` is wrong."""
     request_id = request.get("id")
     request_type = request.get("type")
     id_ok = request_id is not None and type(request_id) in _ID_TYPES
     type_ok = type(request_type) is str and 0 < len(request_type) <= MAX_TYPE_LENGTH
-    if id_ok and type_ok:
-        return request
     known_id = request_id if id_ok else None
     known_type = request_type if type_ok else None
     # 4.x's texts, and its order: `type` is looked for before `id`.

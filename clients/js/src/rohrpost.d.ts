@@ -28,9 +28,23 @@ export interface WebSocketConstructor {
 /** The group object of a `subscribe` request, e.g. `{type: "board", id: 1}`. */
 export type GroupObject = { [key: string]: Json };
 
+/** Where a group's stream of pushes stands (groups with history): offsets compare within one epoch. */
+export interface Position {
+  epoch: string;
+  offset: number;
+}
+
 /** The server's reply to `subscribe` and `unsubscribe`. */
-export interface SubscribeReply {
+export interface SubscribeReply<S = any> {
   group: string;
+  /** Kinds with history: where the group's stream stands as the reply is sent. */
+  position?: Position;
+  /** After a resubscribe `since` a position: how many missed pushes were replayed before the reply. */
+  resumed?: number;
+  /** The pushes after `since` are gone: start again from `snapshot` (the client emits "reset"). */
+  reset?: true;
+  /** Kinds with a snapshot, on a first subscribe or a reset: the state as of `position`. */
+  snapshot?: S;
 }
 
 /** The `data` of a `subscription-update` push. */
@@ -145,6 +159,14 @@ export interface UnsubscribedEvent {
   error: RohrpostError;
 }
 
+export interface ResetEvent<S = any> {
+  group: string;
+  /** The state to start again from, when the group's kind has a snapshot; else null (reload by other means). */
+  snapshot: S | null;
+  /** The position the snapshot stands at; the pushes that follow come after it. */
+  position: Position;
+}
+
 export interface RohrpostEvents {
   open: OpenEvent;
   closed: ClosedEvent;
@@ -152,6 +174,8 @@ export interface RohrpostEvents {
   error: RohrpostError;
   message: Frame;
   unsubscribed: UnsubscribedEvent;
+  /** Pushes of a group with history were lost (server restarted, history expired): reload its state. */
+  reset: ResetEvent;
 }
 
 export type EventName = keyof RohrpostEvents;
@@ -219,6 +243,8 @@ export class RohrpostClient<A extends ApiShape = UntypedApi> {
   token: string | null;
   /** Names of the groups with a confirmed subscription (resubscribed after reconnects). */
   readonly groups: string[];
+  /** The last position applied in a group with history; null for none. */
+  positionOf(group: string): Position | null;
 
   setToken(token: string | null): this;
 
@@ -234,7 +260,7 @@ export class RohrpostClient<A extends ApiShape = UntypedApi> {
     options?: CallOptions,
   ): Promise<T>;
   /** Join the group a group object names; kept and resubscribed after reconnects. */
-  subscribe(group: GroupObjectOf<A>, options?: CallOptions): Promise<SubscribeReply>;
+  subscribe<S = any>(group: GroupObjectOf<A>, options?: CallOptions): Promise<SubscribeReply<S>>;
   /** Leave a group; it is no longer resubscribed, whatever the answer. */
   unsubscribe(group: GroupObjectOf<A>, options?: CallOptions): Promise<SubscribeReply>;
 

@@ -11,9 +11,12 @@
 // What it adds: keepalive pings that replace a silent connection, reconnects with
 // exponential backoff and jitter, resubscription after a reconnect, calls queued while
 // connecting, and a stop on the close codes that mean "log in again" (4001, 4003).
+// For groups with history it keeps the last position applied, resubscribes `since` it
+// (the server replays what was missed), drops duplicates, and emits "reset" when the
+// missed pushes are gone.
 
 /** Lifecycle events; any other name given to `on()` is a group name. */
-export const EVENTS = Object.freeze(["open", "closed", "reconnecting", "error", "message", "unsubscribed"]);
+export const EVENTS = Object.freeze(["open", "closed", "reconnecting", "error", "message", "unsubscribed", "reset"]);
 
 /** Close codes after which the client stops instead of reconnecting (docs/protocol.md). */
 export const STOP_CODES = Object.freeze([4001, 4003]);
@@ -139,6 +142,7 @@ export class RohrpostClient {
     this._pending = new Map(); // id -> request entry, sent or queued
     this._queue = []; // entries waiting for an open connection, in call order
     this._subscriptions = new Map(); // canonicalJson(group object) -> {object, group}
+    this._positions = new Map(); // group name -> {epoch, offset}: the last push applied
     this._events = new Map(); // event name -> [listener]
     this._groups = new Map(); // group name -> [listener]
     this._socket = null;
@@ -175,6 +179,12 @@ export class RohrpostClient {
     return [...this._subscriptions.values()].map((subscription) => subscription.group);
   }
 
+  /** The last position applied in a group with history, `{epoch, offset}`; null for none. */
+  positionOf(group) {
+    const position = this._positions.get(group);
+    return position ? { ...position } : null;
+  }
+
   // --- requests -------------------------------------------------------------------------
 
   /**
@@ -188,21 +198,31 @@ export class RohrpostClient {
     return this._request(type, data, { timeout, withToken: true });
   }
 
-  /** Join the group a group object names; resolves with the reply's data, `{group}`. */
+  /**
+   * Join the group a group object names; resolves with the reply's data: `{group}`, and
+   * for a kind with history its `position` (and `snapshot`, for a kind that has one).
+   */
   async subscribe(group, { timeout = this.options.callTimeout } = {}) {
     const key = canonicalJson(group);
     const reply = await this._request("subscribe", group, { timeout, withToken: true });
-    this._subscriptions.set(key, { object: group, group: reply?.group });
+    // resetting: a subscribe for a fresh snapshot is on its way; pendingReset: the next
+    // resubscribe answers a reset that the connection's loss interrupted.
+    const subscription = { object: group, group: reply?.group, resetting: false, pendingReset: false };
+    this._subscriptions.set(key, subscription);
+    this._takePosition(subscription, reply);
     return reply;
   }
 
   /** Leave a group; it is no longer resubscribed from now on, whatever the answer. */
   unsubscribe(group, { timeout = this.options.callTimeout } = {}) {
-    this._subscriptions.delete(canonicalJson(group));
+    const key = canonicalJson(group);
+    const name = this._subscriptions.get(key)?.group;
+    this._subscriptions.delete(key);
+    if (name !== undefined) this._positions.delete(name);
     return this._request("unsubscribe", group, { timeout, withToken: true });
   }
 
-  _request(type, data, { timeout, withToken }) {
+  _request(type, data, { timeout, withToken, extraText = "" }) {
     if (this._state === "closed" || this._state === "stopped") {
       return Promise.reject(
         new RohrpostError(`The client is ${this._state}; ${type} was not sent.`, {
@@ -219,7 +239,7 @@ export class RohrpostClient {
     }
     const id = this._nextId++;
     return new Promise((resolve, reject) => {
-      const entry = { id, type, dataText, withToken, resolve, reject, timer: null, sent: false };
+      const entry = { id, type, dataText, extraText, withToken, resolve, reject, timer: null, sent: false };
       if (isTimeout(timeout)) {
         entry.timer = setTimeout(() => {
           this._fail(entry, `No answer to ${type} within ${timeout} ms.`, TIMEOUT);
@@ -239,6 +259,7 @@ export class RohrpostClient {
   _transmit(entry) {
     let text = `{"id":${entry.id},"type":${JSON.stringify(entry.type)}`;
     if (entry.dataText !== undefined) text += `,"data":${entry.dataText}`;
+    text += entry.extraText;
     if (entry.withToken && this._token !== null) text += `,"auth_jwt":${JSON.stringify(this._token)}`;
     entry.sent = true;
     this._socket.send(`${text}}`);
@@ -401,7 +422,9 @@ export class RohrpostClient {
     this._emit("message", frame);
     if (frame.type === UPDATE_TYPE) {
       const group = frame.data?.group;
-      if (typeof group === "string") this._call(this._groups, group, [null, frame.data]);
+      if (typeof group !== "string") return;
+      if (frame.position !== undefined && !this._advance(group, frame.position)) return;
+      this._call(this._groups, group, [null, frame.data]);
       return;
     }
     if (frame.type === UNSUBSCRIBED_TYPE && frame.data?.group !== undefined) {
@@ -442,6 +465,7 @@ export class RohrpostClient {
     for (const [key, subscription] of this._subscriptions) {
       if (subscription.group === group) this._subscriptions.delete(key);
     }
+    this._positions.delete(group);
     const cause =
       error ??
       new RohrpostError(reason ?? `The server took this connection out of ${group}.`, {
@@ -452,15 +476,100 @@ export class RohrpostClient {
     this._call(this._groups, group, [cause, undefined]);
   }
 
+  // --- positions (groups with history) --------------------------------------------------
+
+  /**
+   * Whether the push at `position` is new for `group`, recording it when it is. A push
+   * at or below the last one applied, in the same epoch, is a duplicate; one of another
+   * epoch means the group's history was lost: the group is reset.
+   */
+  _advance(group, position) {
+    const { epoch, offset } = position ?? {};
+    if (typeof epoch !== "string" || !Number.isInteger(offset)) return true;
+    const last = this._positions.get(group);
+    if (last === undefined) {
+      // A group subscribed without history, or not subscribed through this client.
+      if (this._findSubscription(group) === undefined) return true;
+    } else if (last.epoch === epoch) {
+      if (offset <= last.offset) return false;
+    } else {
+      this._resetLive(group);
+    }
+    this._positions.set(group, { epoch, offset });
+    return true;
+  }
+
+  _findSubscription(group) {
+    for (const [key, subscription] of this._subscriptions) {
+      if (subscription.group === group) return [key, subscription];
+    }
+    return undefined;
+  }
+
+  /** Record the position of a subscribe reply; emit "reset" when it says so. */
+  _takePosition(subscription, reply) {
+    const position = reply?.position;
+    const group = subscription.group;
+    if (typeof group !== "string" || typeof position?.epoch !== "string" || !Number.isInteger(position.offset)) {
+      return;
+    }
+    const last = this._positions.get(group);
+    // Pushes read before this reply (a replay) are at or below its position.
+    if (!(last && last.epoch === position.epoch && last.offset > position.offset)) {
+      this._positions.set(group, { epoch: position.epoch, offset: position.offset });
+    }
+    if (reply.reset === true) {
+      this._emit("reset", { group, snapshot: reply.snapshot ?? null, position: { ...position } });
+    }
+  }
+
+  /**
+   * A push of a new epoch came for a group held live (Redis restarted empty, say): what
+   * was pushed meanwhile is lost. Subscribe again for a fresh snapshot, then emit "reset".
+   */
+  _resetLive(group) {
+    const found = this._findSubscription(group);
+    if (found === undefined) return;
+    const [key, subscription] = found;
+    if (subscription.resetting) return;
+    subscription.resetting = true;
+    const request = this._request("subscribe", subscription.object, {
+      timeout: this.options.callTimeout,
+      withToken: true,
+    });
+    request.then(
+      (reply) => {
+        subscription.resetting = false;
+        if (this._subscriptions.get(key) !== subscription) return;
+        this._takePosition(subscription, { ...reply, reset: true });
+      },
+      (error) => {
+        subscription.resetting = false;
+        // A lost connection resubscribes `since` the new epoch's position, which is
+        // not enough: forget it, so the next connection starts from a snapshot.
+        if (this._subscriptions.get(key) !== subscription) return;
+        this._positions.delete(group);
+        subscription.pendingReset = true;
+        if (!LOCAL_FAILURES.has(error.code)) this._onExpelled(subscription.group, error.message, error);
+      },
+    );
+  }
+
   _resubscribe() {
     for (const [key, subscription] of this._subscriptions) {
+      const since = this._positions.get(subscription.group);
       const request = this._request("subscribe", subscription.object, {
         timeout: this.options.callTimeout,
         withToken: true,
+        extraText: since ? `,"since":${JSON.stringify(since)}` : "",
       });
       request.then(
         (reply) => {
-          if (this._subscriptions.get(key) === subscription && reply?.group) subscription.group = reply.group;
+          if (this._subscriptions.get(key) !== subscription) return;
+          if (reply?.group) subscription.group = reply.group;
+          const reset = subscription.pendingReset && reply?.position !== undefined;
+          subscription.pendingReset = false;
+          this._takePosition(subscription, reset ? { ...reply, reset: true } : reply);
         },
         (error) => {
           // Refused now (the token expired, access was revoked): the subscription is over.

@@ -129,16 +129,34 @@ export async function startDemoServer() {
   }
   const port = await freePort();
   const log = [];
-  const child = spawn(
-    python,
-    serverArgs(port),
-    { cwd: EXAMPLE_DIR, env, stdio: ["ignore", "pipe", "pipe"] },
-  );
-  child.stdout.on("data", (chunk) => log.push(chunk));
-  child.stderr.on("data", (chunk) => log.push(chunk));
-  const exited = new Promise((resolve) => child.once("exit", resolve));
+  let child;
+  let exited;
   const killOnExit = () => child.kill("SIGKILL");
   process.once("exit", killOnExit);
+  const spawnServer = () => {
+    child = spawn(python, serverArgs(port), { cwd: EXAMPLE_DIR, env, stdio: ["ignore", "pipe", "pipe"] });
+    child.stdout.on("data", (chunk) => log.push(chunk));
+    child.stderr.on("data", (chunk) => log.push(chunk));
+    exited = new Promise((resolve) => child.once("exit", resolve));
+  };
+  const kill = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGTERM");
+      const killer = setTimeout(() => child.kill("SIGKILL"), STOP_TIMEOUT_MS);
+      await exited;
+      clearTimeout(killer);
+    }
+  };
+  const waitUntilUp = async () => {
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    while (!(await canConnect(port))) {
+      if (child.exitCode !== null || Date.now() > deadline) {
+        await server.stop();
+        throw new Error(`The demo server did not start on port ${port}:\n${server.log()}`);
+      }
+      await sleep(100);
+    }
+  };
 
   const server = {
     port,
@@ -148,26 +166,21 @@ export async function startDemoServer() {
     log: () => Buffer.concat(log).toString(),
     /** A token for `username` from `manage.py demo_token`. */
     token: async (username) => (await run(python, ["manage.py", "demo_token", username], env)).trim(),
+    /** Stop the server and start it again on the same port and database (memory is lost). */
+    async restart() {
+      await kill();
+      spawnServer();
+      await waitUntilUp();
+    },
     async stop() {
       process.removeListener("exit", killOnExit);
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill("SIGTERM");
-        const killer = setTimeout(() => child.kill("SIGKILL"), STOP_TIMEOUT_MS);
-        await exited;
-        clearTimeout(killer);
-      }
+      await kill();
       rmSync(directory, { recursive: true, force: true });
     },
   };
 
-  const deadline = Date.now() + START_TIMEOUT_MS;
-  while (!(await canConnect(port))) {
-    if (child.exitCode !== null || Date.now() > deadline) {
-      await server.stop();
-      throw new Error(`The demo server did not start on port ${port}:\n${server.log()}`);
-    }
-    await sleep(100);
-  }
+  spawnServer();
+  await waitUntilUp();
   return server;
 }
 

@@ -41,6 +41,11 @@ async function usage(): Promise<void> {
   client.on("closed", (event: ClosedEvent) => {
     if (!event.willReconnect && event.code === 4003) client.reconnect();
   });
+  client.on("reset", ({ group: again, snapshot, position }) => show(again, snapshot, position.epoch, position.offset));
+  const held = client.positionOf("board-1");
+  show(held?.offset);
+  const reply = await client.subscribe<{ tasks: Task[] }>({ type: "board", id: 2 });
+  show(reply.position?.epoch, reply.snapshot?.tasks.length, reply.resumed, reply.reset);
   client.on("unsubscribed", ({ group: left, reason, error }) => show(left, reason ?? "", error.code));
   client.on("error", (error) => show(error instanceof RohrpostError, error.code));
   client.on("message", (frame) => show(frame.type, frame.id));

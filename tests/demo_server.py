@@ -199,6 +199,39 @@ def run_demo(
         process.wait(timeout=STOP_TIMEOUT)
 
 
+@contextmanager
+def restarted_demo(demo: DemoServer) -> Iterator[DemoServer]:
+    """Stop ``demo`` and serve it again on the same port and database.
+
+    What the server held in memory (the in-memory channel layer, its groups,
+    its history) is gone, as after a deploy.
+    """
+    if demo.process.poll() is None:
+        demo.process.terminate()
+        try:
+            demo.process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            demo.process.kill()
+            demo.process.wait(timeout=STOP_TIMEOUT)
+    env = _demo_env(demo.db_path, demo.redis_url)
+    with demo.log_path.open("ab") as log:
+        process = subprocess.Popen(
+            server_command(demo.port, demo.server),
+            cwd=EXAMPLE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    again = DemoServer(process, demo.port, demo.log_path, demo.db_path, demo.redis_url, demo.server)
+    try:
+        _wait_until_listening(again)
+        yield again
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=STOP_TIMEOUT)
+
+
 def _free_ports_in_a_row(count: int) -> int:
     """The first of ``count`` free ports in a row."""
     for _ in range(50):

@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from rohrpost.client._errors import ClosedByServer, ConnectionLost, RohrpostCallError
 from rohrpost.client._push import Push, PushIterator, PushQueue
 from rohrpost.client._requests import OnAnswer, PendingRequests
-from rohrpost.client._subscriptions import Subscriptions, group_of
+from rohrpost.client._subscriptions import Advance, Position, Subscriptions, group_of
 from rohrpost.client._websocket import http_origin, lost_error, open_websocket
 
 __all__ = ["Client", "OnConnect"]
@@ -120,7 +120,8 @@ class Client:
         self._run_task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()  # set while a connection takes calls
         self._pending = PendingRequests()
-        self._subscriptions = Subscriptions()
+        self._subscriptions = Subscriptions(on_reset=self._on_reset)
+        self._resets: set[asyncio.Task[None]] = set()  # subscribes for a fresh snapshot
         self._pushes = PushQueue(max_pushes)
         self._stopped = False
         self._stop_error: Callable[[], ConnectionLost] | None = None
@@ -219,6 +220,10 @@ class Client:
     async def subscribe(self, group_object: Any, *, timeout: float | None = None) -> str:
         """Join the group that ``group_object`` names; it is joined again after reconnects.
 
+        For a kind with history, the client keeps the last position it
+        applied and resubscribes ``since`` it, so the server replays what was
+        missed (see :meth:`subscribe_data` for the snapshot).
+
         Returns:
             The group's name (the answer's ``data.group``).
 
@@ -227,9 +232,24 @@ class Client:
             ValueError: The answer carries no group name.
             TimeoutError, ConnectionLost: As for :meth:`call`.
         """
+        return group_of(await self.subscribe_data(group_object, timeout=timeout))
+
+    async def subscribe_data(self, group_object: Any, *, timeout: float | None = None) -> Any:
+        """Like :meth:`subscribe`, but return the answer's whole ``data``.
+
+        That is ``{"group"}``, and for a kind with history its ``position``
+        and, for a kind with a snapshot, the ``snapshot`` to start from: the
+        pushes that follow are those after it.
+        """
         remember = self._subscriptions.remembering(group_object, again=False)
         answer = await self._request("subscribe", group_object, timeout=timeout, on_answer=remember)
-        return group_of(answer)
+        group_of(answer)
+        return answer
+
+    def position(self, group: str) -> dict[str, Any] | None:
+        """The last position applied in a group with history, ``{"epoch", "offset"}``."""
+        position = self._subscriptions.position(group)
+        return None if position is None else position.wire()
 
     async def unsubscribe(self, group_object: Any, *, timeout: float | None = None) -> str:
         """Leave the group; it is dropped from the resubscribe set even when the call fails.
@@ -257,7 +277,12 @@ class Client:
         oldest push is dropped (counted in :attr:`dropped_pushes`, with a
         warning in the log) rather than slowing down reading, which would delay
         answers and pongs too. Pushes sent while the client was reconnecting
-        are lost: fetch state again in ``on_connect``.
+        are lost, except in groups with history: the client resubscribes
+        ``since`` the last position it read and the server replays them (a
+        push seen twice is dropped). When they are gone, a ``reset`` push
+        (``data``: ``{"group", "snapshot", "position"}``) says so: start that
+        group's state again from its snapshot. For groups without history,
+        fetch state again in ``on_connect``.
 
         Iteration ends after :meth:`close`; when the client stopped on its own
         (a final close code, or a loss with ``reconnect=False``) it raises that
@@ -373,7 +398,11 @@ class Client:
             logger.exception("The on_connect callback failed.")
 
     async def _restore(self, connection: ClientConnection) -> bool:
-        """Subscribe again to every group; ``False`` when the connection is no good."""
+        """Subscribe again to every group; ``False`` when the connection is no good.
+
+        Groups with history are asked for what they missed: ``since`` the last
+        position applied.
+        """
         entries = self._subscriptions.entries()
         results = await asyncio.gather(
             *(
@@ -383,8 +412,9 @@ class Client:
                     timeout=None,
                     connection=connection,
                     on_answer=self._subscriptions.remembering(group_object, again=True),
+                    extra=self._since(group),
                 )
-                for _, group_object, _ in entries
+                for _, group_object, group in entries
             ),
             return_exceptions=True,
         )
@@ -399,6 +429,36 @@ class Client:
                 connection.transport.abort()
                 return False
         return True
+
+    def _since(self, group: str) -> dict[str, Any] | None:
+        position = self._subscriptions.position(group)
+        return None if position is None else {"since": position.wire()}
+
+    def _on_reset(self, group: str, snapshot: Any, position: Position) -> None:
+        data = {"group": group, "snapshot": snapshot, "position": position.wire()}
+        self._pushes.put(Push("reset", data))
+
+    def _reset_live(self, group: str) -> None:
+        """A push of a new epoch came for ``group``: subscribe again for a fresh snapshot."""
+        group_object = self._subscriptions.by_group().get(group)
+        if group_object is None:
+            return
+        task = asyncio.create_task(self._areset(group, group_object))
+        self._resets.add(task)
+        task.add_done_callback(self._resets.discard)
+
+    async def _areset(self, group: str, group_object: Any) -> None:
+        remember = self._subscriptions.remembering(group_object, again=True, reset=True)
+        try:
+            await self._request("subscribe", group_object, timeout=None, on_answer=remember)
+        except RohrpostCallError as exc:  # refused now: the server took us out of the group
+            logger.warning("Subscribing again to %s for a reset was refused: %s", group, exc)
+            self._subscriptions.forget_group(group)
+            reason = f"subscribing again for a reset was refused: {exc}"
+            self._pushes.put(Push("unsubscribed", {"group": group, "reason": reason}))
+        except (ConnectionLost, TimeoutError):
+            # The next connection's resubscribe finishes the reset.
+            self._subscriptions.reset_interrupted(group)
 
     async def _keepalive(self, connection: ClientConnection, interval: float) -> None:
         while True:
@@ -449,12 +509,18 @@ class Client:
         connection: ClientConnection | None = None,
         authenticate: bool = True,
         on_answer: OnAnswer | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> Any:
-        """Send one request and return its answer's data (on ``connection`` or the current one)."""
+        """Send one request and return its answer's data (on ``connection`` or the current one).
+
+        ``extra`` holds more top-level fields (a subscribe's ``since``).
+        """
         request_id = self._pending.new_id()
         message: dict[str, Any] = {"id": request_id, "type": type_}
         if data is not None:
             message["data"] = data
+        if extra:
+            message.update(extra)
         if authenticate and self.token is not None:
             message["auth_jwt"] = self.token
         text = json.dumps(message, ensure_ascii=False)
@@ -518,7 +584,16 @@ class Client:
         if not isinstance(push_type, str):
             logger.warning("Ignored a frame without a type: %.200r", text)
             return
-        push = Push(push_type, message.get("data"), message.get("id"))
+        push = Push(push_type, message.get("data"), message.get("id"), message.get("position"))
         if push_type == "unsubscribed":
             self._subscriptions.forget_group(push.group)
+        position = Position.from_wire(push.position)
+        advance = Advance.NEW
+        if position is not None and push.group is not None:
+            advance = self._subscriptions.advance(push.group, position)
+            if advance is Advance.DUPLICATE:
+                logger.debug("Dropped a push seen before in %s (%s).", push.group, position)
+                return
         self._pushes.put(push)
+        if advance is Advance.NEW_EPOCH and push.group is not None:
+            self._reset_live(push.group)

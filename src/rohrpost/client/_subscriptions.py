@@ -1,13 +1,21 @@
-"""The groups a client is in, kept to join them again after a reconnect."""
+"""The groups a client is in, kept to join them again after a reconnect.
+
+For groups with history it also keeps the last position applied, so that a
+resubscribe asks for what was missed (``since``) and a push seen twice is
+dropped.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from rohrpost.client._requests import OnAnswer
 
-__all__ = ["Subscriptions", "group_of"]
+__all__ = ["Advance", "Position", "Subscriptions", "group_of"]
 
 
 def _canonical(group_object: Any) -> str:
@@ -26,15 +34,56 @@ def group_of(data: Any) -> str:
     return group
 
 
+@dataclass(frozen=True)
+class Position:
+    """Where a group's stream of pushes stands: ``offset`` pushes into ``epoch``."""
+
+    epoch: str
+    offset: int
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Position | None:
+        """The position in a push's or an answer's ``position``; ``None`` when there is none."""
+        if not isinstance(value, dict):
+            return None
+        epoch, offset = value.get("epoch"), value.get("offset")
+        if not isinstance(epoch, str) or not isinstance(offset, int) or isinstance(offset, bool):
+            return None
+        return cls(epoch, offset)
+
+    def wire(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "offset": self.offset}
+
+
+class Advance(Enum):
+    """What a push's position means for its group."""
+
+    NEW = "new"  #: the next push: apply it
+    DUPLICATE = "duplicate"  #: at or below the last one applied: drop it
+    NEW_EPOCH = "new_epoch"  #: the group's history was lost meanwhile: apply it, then reset
+
+
+#: Called as ``on_reset(group, snapshot, position)`` when an answer says the group reset.
+OnReset = Callable[[str, Any, Position], None]
+
+
 class Subscriptions:
     """The subscribed group objects and the group each joined, one entry per object.
 
     Entries are keyed by the object's canonical JSON, so equal objects are one
     subscription however their keys are ordered.
+
+    Args:
+        on_reset: Told when an answer to a subscribe says the pushes after
+            the group's position are gone.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_reset: OnReset | None = None) -> None:
         self._entries: dict[str, tuple[Any, str]] = {}  # key -> (object, group)
+        self._positions: dict[str, Position] = {}  # group -> last position applied
+        # Groups whose reset a lost connection interrupted: the next answer is a reset.
+        self._unfinished_resets: set[str] = set()
+        self._on_reset = on_reset
 
     def by_group(self) -> dict[str, Any]:
         """Group name -> group object."""
@@ -44,7 +93,11 @@ class Subscriptions:
         """A snapshot of the entries as ``(key, group object, group)``."""
         return [(key, group_object, group) for key, (group_object, group) in self._entries.items()]
 
-    def remembering(self, group_object: Any, *, again: bool) -> OnAnswer:
+    def position(self, group: str) -> Position | None:
+        """The last position applied in ``group`` (groups with history)."""
+        return self._positions.get(group)
+
+    def remembering(self, group_object: Any, *, again: bool, reset: bool = False) -> OnAnswer:
         """What records a subscription to ``group_object`` once its answer is read.
 
         It runs as the answer is read, not when the caller resumes: an
@@ -54,6 +107,8 @@ class Subscriptions:
             group_object: The object subscribed to.
             again: A resubscription after a reconnect: it records nothing when
                 the subscription was dropped in the meantime.
+            reset: The answer resets the group (a fresh subscribe after a new
+                epoch was seen), whatever it says.
 
         Raises:
             TypeError: JSON cannot encode ``group_object`` (raised here, early).
@@ -62,19 +117,57 @@ class Subscriptions:
 
         def remember(data: Any) -> None:
             group = data.get("group") if isinstance(data, dict) else None
-            if isinstance(group, str) and (not again or key in self._entries):
-                self._entries[key] = (group_object, group)
+            if not isinstance(group, str) or (again and key not in self._entries):
+                return
+            self._entries[key] = (group_object, group)
+            position = Position.from_wire(data.get("position"))
+            if position is None:
+                return
+            last = self._positions.get(group)
+            # Pushes replayed before this answer are at or below its position.
+            if last is None or last.epoch != position.epoch or last.offset <= position.offset:
+                self._positions[group] = position
+            unfinished = group in self._unfinished_resets
+            self._unfinished_resets.discard(group)
+            if (reset or unfinished or data.get("reset") is True) and self._on_reset is not None:
+                self._on_reset(group, data.get("snapshot"), position)
 
         return remember
 
+    def advance(self, group: str, position: Position) -> Advance:
+        """Record a push at ``position`` in ``group``, and say what it is."""
+        last = self._positions.get(group)
+        if last is not None and last.epoch == position.epoch and position.offset <= last.offset:
+            return Advance.DUPLICATE
+        self._positions[group] = position
+        if last is not None and last.epoch != position.epoch:
+            return Advance.NEW_EPOCH
+        return Advance.NEW
+
+    def reset_interrupted(self, group: str) -> None:
+        """A reset of ``group`` did not get its answer: the next subscribe starts afresh."""
+        self._positions.pop(group, None)
+        self._unfinished_resets.add(group)
+
     def forget(self, group_object: Any) -> None:
         """Drop the subscription to ``group_object``, if there is one."""
-        self._entries.pop(_canonical(group_object), None)
+        entry = self._entries.pop(_canonical(group_object), None)
+        if entry is not None:
+            self._drop_state(entry[1])
 
     def discard(self, key: str) -> None:
         """Drop the entry under ``key`` (from :meth:`entries`), if it is still there."""
-        self._entries.pop(key, None)
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._drop_state(entry[1])
 
     def forget_group(self, group: str | None) -> None:
         """Drop every subscription that joined ``group`` (the server took us out of it)."""
         self._entries = {key: entry for key, entry in self._entries.items() if entry[1] != group}
+        if group is not None:
+            self._drop_state(group)
+
+    def _drop_state(self, group: str) -> None:
+        if group not in self.by_group():
+            self._positions.pop(group, None)
+            self._unfinished_resets.discard(group)

@@ -104,10 +104,11 @@ async def test_a_push_seen_before_is_dropped(demo: DemoServer) -> None:
         push = await next_push(client)
         frame = push.as_message()
         client._dispatch(json.dumps(frame))  # the same push again, as an overlapping replay
-        older = {**frame, "position": {**frame["position"], "offset": frame["position"]["offset"] - 1}}
+        offset = frame["position"]["offset"]
+        older = {**frame, "position": {**frame["position"], "offset": offset - 1}}
         client._dispatch(json.dumps(older))
         assert await quiet(client) == []
-        newer = {**frame, "position": {**frame["position"], "offset": frame["position"]["offset"] + 3}}
+        newer = {**frame, "position": {**frame["position"], "offset": offset + 3}}
         client._dispatch(json.dumps(newer))
         assert (await next_push(client)).position == newer["position"]
 

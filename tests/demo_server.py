@@ -22,7 +22,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,11 +200,14 @@ def run_demo(
 
 
 @contextmanager
-def restarted_demo(demo: DemoServer) -> Iterator[DemoServer]:
+def restarted_demo(
+    demo: DemoServer, while_down: Callable[[], object] | None = None
+) -> Iterator[DemoServer]:
     """Stop ``demo`` and serve it again on the same port and database.
 
     What the server held in memory (the in-memory channel layer, its groups,
-    its history) is gone, as after a deploy.
+    its history) is gone, as after a deploy. ``while_down`` runs between the
+    stop and the start.
     """
     if demo.process.poll() is None:
         demo.process.terminate()
@@ -213,6 +216,8 @@ def restarted_demo(demo: DemoServer) -> Iterator[DemoServer]:
         except subprocess.TimeoutExpired:
             demo.process.kill()
             demo.process.wait(timeout=STOP_TIMEOUT)
+    if while_down is not None:
+        while_down()
     env = _demo_env(demo.db_path, demo.redis_url)
     with demo.log_path.open("ab") as log:
         process = subprocess.Popen(

@@ -22,7 +22,13 @@ from typing import Any
 
 import pytest
 
-from tests.demo_server import DemoServer, run_demo, run_demo_processes, run_redis_server
+from tests.demo_server import (
+    DemoServer,
+    restarted_demo,
+    run_demo,
+    run_demo_processes,
+    run_redis_server,
+)
 from tests.services import RedisServer, services_required
 
 pytestmark = pytest.mark.e2e
@@ -431,6 +437,91 @@ def test_a_refused_task_stays_on_the_page_with_the_reason(page_pair: tuple[Any, 
     assert "not saved" in failed.inner_text()
     failed.locator(".adding-dismiss").click()
     failed.wait_for(state="detached", timeout=LIVE_MS)
+
+
+# --- a page that was cut off catches up by itself (issue 13) -----------------------------
+
+
+def test_a_cut_page_gets_every_change_back_and_resets_after_a_server_restart(
+    browser: Any, tmp_path: Path
+) -> None:
+    """Two pages; one loses its network while the other edits; restored, it shows every
+    change without a reload (the client resumed from its position). After the server
+    restarts, its in-memory history is gone: the page resets from the snapshot by itself."""
+    with run_demo(tmp_path) as demo, live_pages(browser, [demo.base_url + "/"] * 2) as pages:
+        cut, editor = pages
+        cut.evaluate("window.notReloaded = true")  # gone if the page navigates
+        add_task(editor, "Renamed while away")
+        add_task(editor, "Deleted while away")
+        add_task(editor, "Done while away")
+        task_item(cut, "Done while away").wait_for(timeout=LIVE_MS)
+
+        cut.context.set_offline(True)
+        cut.wait_for_selector("#status[data-state='connecting']", timeout=15_000)
+        add_task(editor, "Added while away")
+        rename = task_item(editor, "Renamed while away")
+        rename.locator(".task-title").click()
+        editor.fill("#tasks .task-rename", "Renamed elsewhere")
+        editor.press("#tasks .task-rename", "Enter")
+        task_item(editor, "Done while away").locator(".task-toggle").check()
+        deleted = task_item(editor, "Deleted while away")
+        deleted.hover()
+        deleted.locator(".task-delete").click()
+        deleted.wait_for(state="detached", timeout=LIVE_MS)
+        task_item(editor, "Renamed elsewhere").wait_for(timeout=LIVE_MS)
+        editor.wait_for_selector(
+            "#tasks li.done:has(.task-title:text-is('Done while away'))", timeout=LIVE_MS
+        )
+        assert task_item(cut, "Added while away").count() == 0  # it really was away
+
+        cut.context.set_offline(False)
+        cut.wait_for_selector("#status[data-state='open']", timeout=40_000)
+        task_item(cut, "Added while away").wait_for(timeout=LIVE_MS)
+        task_item(cut, "Renamed elsewhere").wait_for(timeout=LIVE_MS)
+        task_item(cut, "Deleted while away").wait_for(state="detached", timeout=LIVE_MS)
+        cut.wait_for_selector(
+            "#tasks li.done:has(.task-title:text-is('Done while away'))", timeout=LIVE_MS
+        )
+        assert cut.evaluate("window.notReloaded") is True
+        # It caught up by resuming: a subscribe `since` its position, no fetch of the board.
+        resumed = [
+            frame for frame in SENT[cut] if frame.get("type") == "subscribe" and "since" in frame
+        ]
+        assert resumed, SENT[cut]
+        assert sent_requests(cut, "tasks") == []
+        assert tasks_shown(cut) == tasks_shown(editor)
+
+        # The server restarts; meanwhile the board changes without a push (the page
+        # cannot learn it from any push: only the snapshot has it).
+        def rename_behind_its_back() -> None:
+            changed = demo.manage(
+                "shell",
+                "-c",
+                "from demo.models import Task; "
+                "Task.objects.filter(title='Added while away').update(title='Changed offline')",
+            )
+            assert changed.returncode == 0, changed.stderr
+
+        with restarted_demo(demo, while_down=rename_behind_its_back):
+            for page in (cut, editor):
+                task_item(page, "Changed offline").wait_for(timeout=40_000)
+                page.wait_for_selector("#status[data-state='open']", timeout=LIVE_MS)
+            assert task_item(cut, "Added while away").count() == 0
+            assert cut.evaluate("window.notReloaded") is True
+            assert tasks_shown(cut) == tasks_shown(editor)
+            add_task(editor, "After the restart")
+            task_item(cut, "After the restart").wait_for(timeout=LIVE_MS)
+
+
+def tasks_shown(page: Any) -> list[tuple[str, bool]]:
+    """The page's tasks as (title, done), in order."""
+    shown: list[tuple[str, bool]] = page.evaluate(
+        """[...document.querySelectorAll("#tasks li[data-id]")].map((item) => [
+            item.querySelector(".task-title").textContent,
+            item.querySelector(".task-toggle").checked,
+        ])"""
+    )
+    return [(title, done) for title, done in shown]
 
 
 # --- the page at a phone's width ---------------------------------------------------------

@@ -107,9 +107,13 @@ async def test_a_token_shows_the_users_private_board(demo: DemoServer) -> None:
         boards = data(await client.call("boards", auth_jwt=token))
         assert [board["name"] for board in boards] == ["Everyone's board", "alice's board"]
         private = boards[1]["id"]
-        assert data(await client.call("subscribe", {"type": "board", "id": private})) == {
-            "group": f"board-{private}"
-        }
+        reply = data(await client.call("subscribe", {"type": "board", "id": private}))
+        assert reply["group"] == f"board-{private}"
+        # Boards keep history: the reply has the board's tasks as of its position.
+        assert [task["title"] for task in reply["snapshot"]["tasks"]] == [
+            "Only alice sees this board"
+        ]
+        assert set(reply["position"]) == {"epoch", "offset"}
 
 
 @pytest.mark.parametrize(
@@ -206,7 +210,7 @@ async def test_bad_requests_get_clear_errors(
 
 async def test_every_edit_reaches_every_subscriber(demo: DemoServer) -> None:
     async with peer(demo) as editor, peer(demo) as watcher:
-        assert data(await watcher.call("subscribe", PUBLIC)) == {"group": "board-1"}
+        assert data(await watcher.call("subscribe", PUBLIC))["group"] == "board-1"
         task = data(await editor.call("task.add", {"board": 1, "title": "  buy milk "}))
         assert task == {"id": task["id"], "board": 1, "title": "buy milk", "done": False}
         assert await watcher.push() == {"type": "create", "group": "board-1", "object": task}

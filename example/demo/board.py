@@ -12,8 +12,11 @@ Requests (every ``data`` is an object; ids are integers)::
 Subscribing to ``{"type": "board", "id": 1}`` joins ``board-1``, whose
 members receive a ``subscription-update`` push for every change of the
 board's tasks (``data.type`` is create, update or delete; ``data.object`` is
-the task). Anonymous clients see the public boards only; a logged-in user
-(session or token) also sees their own private board. A board one may not
+the task). Boards keep history: the reply carries the board's tasks as
+``snapshot: {"tasks": [...]}`` and its ``position``, and a client that
+subscribes again ``since`` its last position gets the pushes it missed.
+Anonymous clients see the public boards only; a logged-in user (session or
+token) also sees their own private board. A board one may not
 see is refused with ``forbidden``, whether it exists or not; a task on such a
 board gets ``not_found``, word for word as a task that does not exist, so no
 answer tells which private boards or tasks exist. Bad input gets ``invalid``,
@@ -173,7 +176,19 @@ def handle_task_delete(consumer: Any, request: dict[str, Any], data: TaskRef) ->
     return TaskRef(id=task_id)
 
 
-@subscriptions.declare("board", group=lambda ref: board_group(ref.id), data=BoardRef, push=TaskOut)
+def board_snapshot(user: Any, scope: Any, ref: BoardRef) -> dict[str, Any]:
+    """What a subscriber starts from: the board's tasks (its permission was checked first)."""
+    return {"tasks": [task.as_dict() for task in Task.objects.filter(board_id=ref.id)]}
+
+
+@subscriptions.declare(
+    "board",
+    group=lambda ref: board_group(ref.id),
+    data=BoardRef,
+    push=TaskOut,
+    history=True,
+    snapshot=board_snapshot,
+)
 def may_see_board(user: Any, scope: Any, ref: BoardRef) -> bool:
     return Board.visible_to(user).filter(pk=ref.id).exists()
 

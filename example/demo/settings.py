@@ -95,6 +95,9 @@ LOGOUT_REDIRECT_URL = "index"
 ROHRPOST = {
     # Clients may authenticate with a token in `auth_jwt` (see demo.auth).
     "AUTHENTICATE": "demo.auth.user_for_token",
+    # Boards keep their recent pushes: a page that reconnects gets what it missed
+    # (docs/delivery.md). In memory with the in-memory layer, on Redis with REDIS_URL.
+    "HISTORY": {"ENABLED": True},
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -1,11 +1,13 @@
 // The demo page: a live task board on rohrpost's JavaScript client.
 //
-// The board's state comes from two places: a snapshot (the `tasks` call) and
-// the change feed's pushes for the board's group (`subscription-update`). The
-// page subscribes first and fetches second, holding back the pushes that
-// arrive in between and replaying them on top of the snapshot, so no change
-// is lost. After a reconnect the client resubscribes by itself, and the page
-// fetches a fresh snapshot (changes made while it was away are in it).
+// The board's state comes from two places: the snapshot that `subscribe`
+// answers with (the board's tasks, as of a position in the board's history) and
+// the change feed's pushes for the board's group (`subscription-update`), which
+// come after it. After a reconnect the client resubscribes by itself, from the
+// last position the page applied, and the server replays the pushes it missed:
+// the page does nothing. When they are gone (the server restarted, the history
+// expired), the client emits `reset` with a fresh snapshot, and the page starts
+// again from it.
 //
 // Rows are kept per task id and updated in place, never rebuilt: a push must
 // not take the focus, the selection or a half-typed title from the person
@@ -36,7 +38,6 @@ const board = {
   id: null, // the board shown
   group: null, // its group, once subscribed
   tasks: new Map(), // id -> {id, board, title, done}
-  held: null, // pushes that arrived while a snapshot was loading
   rows: new Map(), // task id, or a new task's key -> its <li>, reused by every render
   adding: new Map(), // "new-<n>" -> {board, title, after, error}: tasks not (yet) added
   editing: null, // {id, input, before, finish} while a title is being renamed
@@ -209,25 +210,15 @@ function clearTasks() {
   $("tasks").replaceChildren();
 }
 
-async function loadSnapshot() {
-  board.held = [];
-  try {
-    const tasks = await client.call("tasks", { board: board.id });
-    board.tasks = new Map(tasks.map((task) => [task.id, task]));
-    for (const change of board.held) applyChange(change);
-  } finally {
-    board.held = null;
-  }
+function loadSnapshot(snapshot) {
+  board.tasks = new Map(snapshot.tasks.map((task) => [task.id, task]));
   renderTasks();
 }
 
 function onPush(error, change) {
   if (error) return; // the subscription ended: the `unsubscribed` event tells the user
-  if (board.held) board.held.push(change);
-  else {
-    applyChange(change);
-    renderTasks();
-  }
+  applyChange(change);
+  renderTasks();
 }
 
 async function showBoard(boardId) {
@@ -241,10 +232,16 @@ async function showBoard(boardId) {
   clearTasks();
   renderBoards();
   renderTasks();
-  const { group } = await client.subscribe({ type: "board", id: boardId });
+  // The pushes that follow the reply are those after its snapshot.
+  const { group, snapshot } = await client.subscribe({ type: "board", id: boardId });
+  if (board.id !== boardId) {
+    // Another board was chosen meanwhile.
+    client.unsubscribe({ type: "board", id: boardId }).catch(showError);
+    return;
+  }
   board.group = group;
   client.on(group, onPush);
-  await loadSnapshot();
+  loadSnapshot(snapshot);
 }
 
 function boardFromHash() {
@@ -257,8 +254,8 @@ async function start() {
   board.boards = await client.call("boards");
   const wanted = boardFromHash();
   if (wanted === undefined) return;
-  if (board.group && wanted === board.id) await loadSnapshot(); // reconnected: catch up
-  else await showBoard(wanted);
+  // Reconnected to the same board: the client resumed it; nothing was missed.
+  if (!(board.group && wanted === board.id)) await showBoard(wanted);
 }
 
 window.addEventListener("hashchange", () => {
@@ -408,6 +405,10 @@ client.on("closed", ({ code, willReconnect }) => {
   // 4003: the server ended this user's connections (a logout in another tab).
   // The session is gone, so a reload shows the page as the anonymous user.
   if (code === 4003) location.reload();
+});
+client.on("reset", ({ group, snapshot }) => {
+  // The pushes since the page's last position are gone: start again from the snapshot.
+  if (group === board.group && snapshot) loadSnapshot(snapshot);
 });
 client.on("unsubscribed", ({ group, reason }) => {
   showError({ message: `Removed from ${group}: ${reason ?? "no reason given"}` });

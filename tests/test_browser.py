@@ -513,6 +513,61 @@ def test_a_cut_page_gets_every_change_back_and_resets_after_a_server_restart(
             task_item(cut, "After the restart").wait_for(timeout=LIVE_MS)
 
 
+def test_after_redis_restarts_empty_the_page_reloads_its_snapshot_by_itself(
+    browser: Any, tmp_path: Path
+) -> None:
+    """Redis restarts empty under live pages (their sockets stay open): the board's
+    history is gone and a change made meanwhile was never pushed. The next push comes
+    without a position; the page resets from a fresh snapshot, without a reload."""
+    redis_server = RedisServer(tmp_path)
+    try:
+        with (
+            run_demo(tmp_path, redis_url=redis_server.url) as demo,
+            live_pages(browser, [demo.base_url + "/"] * 2) as (watcher, editor),
+        ):
+            watcher.evaluate("window.notReloaded = true")
+            add_task(editor, "Before the outage")
+            task_item(watcher, "Before the outage").wait_for(timeout=LIVE_MS)
+
+            redis_server.stop()
+            changed = demo.manage(
+                "shell",
+                "-c",
+                "from demo.models import Task; "
+                "Task.objects.filter(title='Before the outage').update(title='Changed unseen')",
+            )
+            assert changed.returncode == 0, changed.stderr
+            redis_server.start()  # empty
+
+            # Edit until a push gets through (the servers rejoin their groups first).
+            attempts = 0
+            while not shown_within(watcher, "Changed unseen", LIVE_MS):
+                attempts += 1
+                assert attempts <= 20, "no push got through after Redis came back"
+                add_task(editor, f"After the outage {attempts}")
+            assert task_item(watcher, "Before the outage").count() == 0
+            assert watcher.evaluate("window.notReloaded") is True
+            task_item(editor, "Changed unseen").wait_for(timeout=LIVE_MS)
+            editor.wait_for_function(
+                "document.querySelectorAll('#tasks li[data-id]').length"
+                f" === {len(tasks_shown(watcher))}",
+                timeout=LIVE_MS,
+            )
+            assert tasks_shown(watcher) == tasks_shown(editor)
+    finally:
+        redis_server.stop()
+
+
+def shown_within(page: Any, title: str, ms: int) -> bool:
+    """Whether the task ``title`` shows on ``page`` within ``ms``."""
+    timeout_error = pytest.importorskip("playwright.sync_api").TimeoutError
+    try:
+        task_item(page, title).wait_for(timeout=ms)
+    except timeout_error:
+        return False
+    return True
+
+
 def tasks_shown(page: Any) -> list[tuple[str, bool]]:
     """The page's tasks as (title, done), in order."""
     shown: list[tuple[str, bool]] = page.evaluate(

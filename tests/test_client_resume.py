@@ -174,3 +174,23 @@ async def test_unsubscribe_forgets_the_position(demo: DemoServer) -> None:
         assert client.position("board-1") is not None
         await client.unsubscribe(PUBLIC)
         assert client.position("board-1") is None
+
+
+async def test_a_push_without_a_position_in_a_group_with_history_resets_it(
+    demo: DemoServer,
+) -> None:
+    async with Client(demo.ws_url) as client:
+        await client.subscribe(PUBLIC)
+        # What a server sends after Redis restarted empty: the group is no longer tracked.
+        unrecorded = {
+            "id": 1,
+            "type": "subscription-update",
+            "data": {"type": "update", "group": "board-1", "object": {"id": 1}},
+        }
+        client._dispatch(json.dumps(unrecorded))
+        client._dispatch(json.dumps({**unrecorded, "id": 2}))
+        assert [(await next_push(client)).id for _ in range(2)] == [1, 2]
+        reset = await next_push(client)
+        assert reset.type == "reset"
+        assert client.position("board-1") == reset.data["position"]
+        assert await quiet(client) == []  # one fresh subscribe for both

@@ -423,7 +423,13 @@ export class RohrpostClient {
     if (frame.type === UPDATE_TYPE) {
       const group = frame.data?.group;
       if (typeof group !== "string") return;
-      if (frame.position !== undefined && !this._advance(group, frame.position)) return;
+      if (frame.position !== undefined) {
+        if (!this._advance(group, frame.position)) return;
+      } else if (this._positions.has(group)) {
+        // The server did not record this push in the group's history (Redis restarted
+        // empty, or the history expired): a resume could not replay what is missing.
+        this._resetLive(group);
+      }
       this._call(this._groups, group, [null, frame.data]);
       return;
     }
@@ -524,8 +530,9 @@ export class RohrpostClient {
   }
 
   /**
-   * A push of a new epoch came for a group held live (Redis restarted empty, say): what
-   * was pushed meanwhile is lost. Subscribe again for a fresh snapshot, then emit "reset".
+   * A push of a new epoch, or one without a position, came for a group held live (Redis
+   * restarted empty, say): what was pushed meanwhile may be lost. Subscribe again for a
+   * fresh snapshot and position, then emit "reset".
    */
   _resetLive(group) {
     const found = this._findSubscription(group);

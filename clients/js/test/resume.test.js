@@ -159,3 +159,25 @@ test("a push of a new epoch on a live group resets it through a fresh subscribe"
 test("reset is a lifecycle event, not a group name", () => {
   assert.ok(EVENTS.includes("reset"));
 });
+
+test("a push without a position in a group with history resets it (the server did not record it)", async (t) => {
+  const watcher = await openClient(t, server);
+  await watcher.subscribe(PUBLIC);
+  const seen = record(watcher, "board-1");
+  const resets = [];
+  watcher.on("reset", (event) => resets.push(event));
+  // What a server sends after Redis restarted empty: the group is no longer tracked.
+  const unrecorded = {
+    id: 1,
+    type: "subscription-update",
+    data: { type: "update", group: "board-1", object: { id: 1, board: 1, title: "x", done: false } },
+  };
+  watcher._socket.onmessage({ data: JSON.stringify(unrecorded) });
+  watcher._socket.onmessage({ data: JSON.stringify({ ...unrecorded, id: 2 }) });
+  await until(() => resets.length === 1, "the reset");
+  await sleep(100);
+  assert.equal(resets.length, 1); // one fresh subscribe for both
+  assert.equal(seen.length, 2);
+  assert.ok(Array.isArray(resets[0].snapshot.tasks));
+  assert.deepEqual(watcher.positionOf("board-1"), resets[0].position);
+});

@@ -122,6 +122,7 @@ class Client:
         self._pending = PendingRequests()
         self._subscriptions = Subscriptions(on_reset=self._on_reset)
         self._resets: set[asyncio.Task[None]] = set()  # subscribes for a fresh snapshot
+        self._resetting: set[str] = set()  # the groups they are for
         self._pushes = PushQueue(max_pushes)
         self._stopped = False
         self._stop_error: Callable[[], ConnectionLost] | None = None
@@ -439,10 +440,11 @@ class Client:
         self._pushes.put(Push("reset", data))
 
     def _reset_live(self, group: str) -> None:
-        """A push of a new epoch came for ``group``: subscribe again for a fresh snapshot."""
+        """A push of a new epoch, or unrecorded, came for ``group``: get a fresh snapshot."""
         group_object = self._subscriptions.by_group().get(group)
-        if group_object is None:
+        if group_object is None or group in self._resetting:
             return
+        self._resetting.add(group)
         task = asyncio.create_task(self._areset(group, group_object))
         self._resets.add(task)
         task.add_done_callback(self._resets.discard)
@@ -459,6 +461,8 @@ class Client:
         except (ConnectionLost, TimeoutError):
             # The next connection's resubscribe finishes the reset.
             self._subscriptions.reset_interrupted(group)
+        finally:
+            self._resetting.discard(group)
 
     async def _keepalive(self, connection: ClientConnection, interval: float) -> None:
         while True:
@@ -587,13 +591,15 @@ class Client:
         push = Push(push_type, message.get("data"), message.get("id"), message.get("position"))
         if push_type == "unsubscribed":
             self._subscriptions.forget_group(push.group)
+        group = push.group
+        if push_type != "subscription-update" or group is None:
+            self._pushes.put(push)
+            return
         position = Position.from_wire(push.position)
-        advance = Advance.NEW
-        if position is not None and push.group is not None:
-            advance = self._subscriptions.advance(push.group, position)
-            if advance is Advance.DUPLICATE:
-                logger.debug("Dropped a push seen before in %s (%s).", push.group, position)
-                return
+        advance = self._subscriptions.advance(group, position)
+        if advance is Advance.DUPLICATE:
+            logger.debug("Dropped a push seen before in %s (%s).", group, position)
+            return
         self._pushes.put(push)
-        if advance is Advance.NEW_EPOCH and push.group is not None:
-            self._reset_live(push.group)
+        if advance in (Advance.NEW_EPOCH, Advance.UNRECORDED):
+            self._reset_live(group)

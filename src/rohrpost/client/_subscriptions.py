@@ -61,6 +61,7 @@ class Advance(Enum):
     NEW = "new"  #: the next push: apply it
     DUPLICATE = "duplicate"  #: at or below the last one applied: drop it
     NEW_EPOCH = "new_epoch"  #: the group's history was lost meanwhile: apply it, then reset
+    UNRECORDED = "unrecorded"  #: no position in a group that had one: apply it, then reset
 
 
 #: Called as ``on_reset(group, snapshot, position)`` when an answer says the group reset.
@@ -134,9 +135,16 @@ class Subscriptions:
 
         return remember
 
-    def advance(self, group: str, position: Position) -> Advance:
-        """Record a push at ``position`` in ``group``, and say what it is."""
+    def advance(self, group: str, position: Position | None) -> Advance:
+        """Record a push at ``position`` in ``group``, and say what it is.
+
+        A push without a position in a group that has one was not recorded in
+        the group's history (Redis restarted empty, the history expired): a
+        resume could not replay what is missing.
+        """
         last = self._positions.get(group)
+        if position is None:
+            return Advance.NEW if last is None else Advance.UNRECORDED
         if last is not None and last.epoch == position.epoch and position.offset <= last.offset:
             return Advance.DUPLICATE
         self._positions[group] = position

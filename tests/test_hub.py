@@ -558,3 +558,61 @@ async def test_a_join_whose_channel_cannot_be_made_leaves_nothing_behind() -> No
     await settle()
     assert hub.served == {}
     assert "room" not in layer.groups
+
+
+# --- history of the followed groups ----------------------------------------------------------
+
+
+@pytest.mark.usefixtures("fast_hub")
+async def test_the_history_of_followed_groups_is_kept_alive_and_started_again_after_a_loss(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rohrpost import history
+
+    store = history.MemoryHistory()
+    monkeypatch.setattr(history, "_store", store)
+    monkeypatch.setattr(hub_module, "_history_every", lambda: 0.01)
+    layer = FlakyLayer(failures=0)
+    hub = hub_for(layer)
+    member = Member("m")
+    await hub.ajoin("room", member)
+    first = await store.aopen("room")
+    hub.track_history("room")
+    hub.track_history("nobody-here")  # no local member: not followed
+    assert hub.history_groups == {"room"}
+    touched = store._rings["room"].touched
+    await until(lambda: store._rings["room"].touched > touched)  # renewed
+    store._rings.clear()  # as after Redis restarted empty
+    await until(lambda: "room" in store._rings)  # started again, in a new epoch
+    assert store._rings["room"].epoch != first.epoch
+    hub.discard("room", member)
+    assert hub.history_groups == set()
+
+
+@pytest.mark.usefixtures("fast_hub")
+async def test_a_history_store_that_fails_is_a_fault(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from rohrpost import history
+
+    class Broken(history.MemoryHistory):
+        async def aopen(self, group: str) -> Any:
+            raise ConnectionError("Redis is down")
+
+    monkeypatch.setattr(history, "_store", Broken())
+    monkeypatch.setattr(hub_module, "_history_every", lambda: 0.01)
+    hub = hub_for(FlakyLayer(failures=0))
+    await hub.ajoin("room", Member("m"))
+    hub.track_history("room")
+    with caplog.at_level(logging.WARNING, "rohrpost"):
+        await until(lambda: hub._outage)
+    assert "The channel layer failed" in caplog.text
+
+
+def test_history_is_renewed_three_times_per_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rohrpost import history
+
+    monkeypatch.setattr(history, "_store", history.MemoryHistory(ttl=300))
+    assert hub_module._history_every() == 100
+    monkeypatch.setattr(history, "_store", history.MemoryHistory(ttl=1))
+    assert hub_module._history_every() == 1.0

@@ -435,3 +435,19 @@ async def test_after_redis_restarted_empty_a_resume_is_a_reset(cluster: Cluster)
         assert replayed == []
         assert again["position"]["epoch"] != since["epoch"]
         assert again["position"]["offset"] == 0
+
+
+async def test_a_live_subscriber_sees_a_new_epoch_after_redis_restarted_empty(
+    cluster: Cluster,
+) -> None:
+    """Its hub starts the group's history again: the next push tells the client to reset."""
+    name = f"live-{next(_ids)}"
+    async with connect(cluster.servers[1].url("async")) as client:
+        reply, _ = await follow(client, "feed", name)
+        cluster.redis.stop()
+        await asyncio.to_thread(cluster.redis.start)
+        await asyncio.sleep(2.5)  # the hubs notice, join again and restart the history
+        await asyncio.to_thread(cluster.publish, f"feed-{name}", "after")
+        (push,) = await shouts(client, 1)
+        assert push["position"]["epoch"] != reply["position"]["epoch"]
+        assert push["position"]["offset"] == 1

@@ -113,6 +113,9 @@ class Hub:
         self._outage = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started = False
+        # Groups with history that local connections follow (rohrpost.history): their
+        # history is kept alive, and started again after Redis lost it.
+        self.history_groups: set[str] = set()
 
     # --- members -------------------------------------------------------------------------
 
@@ -151,12 +154,18 @@ class Hub:
             members.pop(member, None)
             if not members:
                 del self.groups[group]
+                self.history_groups.discard(group)
         served = self.served.get(group)
         if served is not None:
             served.members.pop(member, None)
             if not served.members:
                 del self.served[group]
                 self._spawn(self._aclose(served))
+
+    def track_history(self, group: str) -> None:
+        """Keep ``group``'s history alive while local connections follow it (see upkeep)."""
+        if group in self.groups:
+            self.history_groups.add(group)
 
     def forget(self, member: Member, groups: Iterable[str]) -> None:
         """Note that ``member`` left all of ``groups`` (it is closing)."""
@@ -342,8 +351,16 @@ class Hub:
         next_renewal = None if renew_every is None else self.loop.time() + renew_every
         tick = CANARY_SECONDS if renew_every is None else min(CANARY_SECONDS, renew_every)
         delay = RETRY_FIRST_SECONDS
+        next_history = self.loop.time()
         while True:
             await self._await_trouble(tick)
+            if self.history_groups and self.loop.time() >= next_history:
+                next_history = self.loop.time() + _history_every()
+                try:
+                    await self._areopen_history()
+                except Exception as exc:
+                    _raise_if_cancelling()
+                    self.report_fault(exc, "history")
             # Two canaries unanswered (not one: a busy layer may just be slow).
             lost = self._canary_sent - self._canary_seen >= 2
             due = next_renewal is not None and self.loop.time() >= next_renewal
@@ -423,6 +440,23 @@ class Hub:
         for start in range(0, len(memberships), REJOIN_BATCH):
             batch = memberships[start : start + REJOIN_BATCH]
             await asyncio.gather(*(self.layer.group_add(g, c) for g, c in batch))
+        await self._areopen_history()
+
+    async def _areopen_history(self) -> None:
+        """Renew the history of the groups followed here, or start it again after a loss.
+
+        After Redis restarted empty the next push gets a position in a new
+        epoch, which tells every client that resumes, or holds the group live,
+        to reset; and a quiet group's history does not expire under its
+        subscribers.
+        """
+        if not self.history_groups:
+            return
+        from rohrpost import history
+
+        store = history.store()
+        for group in list(self.history_groups):
+            await store.aopen(group)
 
     def _rejoin_every(self) -> float | None:
         """Seconds after which the memberships are renewed: half the layer's ``group_expiry``."""
@@ -430,6 +464,13 @@ class Hub:
         if not isinstance(expiry, int | float) or isinstance(expiry, bool) or expiry <= 0:
             return None
         return expiry / 2
+
+
+def _history_every() -> float:
+    """Seconds between renewals of the followed groups' history: a third of its TTL."""
+    from rohrpost import history
+
+    return max(1.0, history.store().ttl / 3)
 
 
 def _push_texts(event: dict[str, Any]) -> Sequence[str] | None:

@@ -320,6 +320,7 @@ async def _aresume(
     floor = getattr(consumer, "_rohrpost_set_floor", None)
     if floor is not None:
         floor(name, position)
+        consumer._rohrpost_get_hub().track_history(name)
     if kind.snapshot is not None and (since is None or reset):
         reply["snapshot"] = await kind.asnapshot(consumer, data)
 

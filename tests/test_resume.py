@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import pytest
 from channels.testing import WebsocketCommunicator
 from django.core.exceptions import ImproperlyConfigured
+from pydantic import BaseModel
 
 from rohrpost import AsyncRohrpostConsumer, SyncRohrpostConsumer, history
 from rohrpost.history import MemoryHistory
@@ -17,6 +19,12 @@ from rohrpost.subscriptions import Subscriptions
 from tests.communicators import ask, connect
 
 pytestmark = pytest.mark.usefixtures("fresh_channel_layers")
+
+
+class Card(BaseModel):
+    title: str
+    done: bool = False
+
 
 #: The board's state, as the snapshot reads it.
 STATE: dict[str, Any] = {}
@@ -41,6 +49,15 @@ def make_registry() -> HandlerRegistry:
 
     @subscriptions.declare("log", group=lambda data: f"log-{int(data['id'])}", history=True)
     async def may_read(user: Any, scope: Any, data: dict[str, Any]) -> bool:
+        return True
+
+    def typed_snapshot(user: Any, scope: Any, data: dict[str, Any]) -> list[Card]:
+        return [Card(title="a"), Card(title="b", done=True)]
+
+    @subscriptions.declare(
+        "cards", group=lambda data: "cards", history=True, snapshot=typed_snapshot
+    )
+    def may_see_cards(user: Any, scope: Any, data: dict[str, Any]) -> bool:
         return True
 
     @subscriptions.declare("plain", group=lambda data: "plain")
@@ -291,3 +308,29 @@ async def test_the_4x_test_double_subscribes_and_resumes_too(settings: Any) -> N
         consumer=Consumer(), request=subscribe("log", {"epoch": epoch, "offset": 0})
     )
     assert again["resumed"] == 1
+
+
+async def test_a_typed_snapshot_is_encoded_as_its_declared_type(consumer_class: type[Any]) -> None:
+    async with connect(consumer_class) as client:
+        reply = await ask(client, subscribe("cards"))
+        assert reply["data"]["snapshot"] == [
+            {"title": "a", "done": False},
+            {"title": "b", "done": True},
+        ]
+
+
+def test_a_snapshot_whose_types_cannot_be_read_or_encoded_is_left_untyped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rohrpost import subscriptions
+
+    def unresolvable(user: Any, scope: Any, data: Any) -> Missing:  # type: ignore[name-defined]  # noqa: F821
+        return None
+
+    assert subscriptions._snapshot_typing(unresolvable) == (None, None)
+
+    def annotated(user: Any, scope: Any, data: Any) -> list[Card]:
+        return []
+
+    monkeypatch.setitem(sys.modules, "rohrpost.typed", None)  # as without pydantic
+    assert subscriptions._snapshot_typing(annotated) == (list[Card], None)

@@ -217,3 +217,41 @@ def test_schema_writes_to_stdout_in_process(capsys: pytest.CaptureFixture[str]) 
     assert json.loads(capsys.readouterr().out)["info"]["title"] == "Tests"
     assert main(["schema", "--settings", "tests.settings", "--typescript"]) == 0
     assert "export interface Api" in capsys.readouterr().out
+
+
+def test_a_kind_with_history_has_positions_and_its_typed_snapshot(settings: Any) -> None:
+    settings.ROHRPOST = {"HISTORY": {"ENABLED": True}}
+
+    def shapes(user: Any, scope: Any, room: Room) -> list[Shape]:
+        return []
+
+    registry = HandlerRegistry()
+    subscriptions = Subscriptions()
+    subscriptions.declare(
+        "room",
+        group=lambda room: f"room-{room.name}",
+        data=Room,
+        push=Shape,
+        history=True,
+        snapshot=shapes,
+    )(lambda user, scope, room: True)
+    subscriptions.install(registry)
+    document = schema.asyncapi(registry)
+    jsonschema.validate(document, ASYNCAPI_SCHEMA)
+    subscribe = payload_validator(document, "subscribe.room")
+    request = {"id": 1, "type": "subscribe", "data": {"type": "room", "name": "a"}}
+    assert subscribe.is_valid({**request, "since": {"epoch": "e", "offset": 3}})
+    assert not subscribe.is_valid({**request, "since": {"epoch": "e", "offset": -1}})
+    reply = payload_validator(document, "subscribe.room.reply")
+    answer = {"group": "room-a", "position": {"epoch": "e", "offset": 3}, "reset": True}
+    shape = {"name": "s", "points": [{"x": 1}]}
+    assert reply.is_valid({"id": 1, "type": "subscribe", "data": {**answer, "snapshot": [shape]}})
+    assert not reply.is_valid(
+        {"id": 1, "type": "subscribe", "data": {**answer, "snapshot": [{"name": 5}]}}
+    )
+    push = payload_validator(document, "push.room")
+    update = {"type": "update", "group": "room-a", "object": shape}
+    position = {"group": "room-a", "epoch": "e", "offset": 4}
+    frame = {"id": 5, "type": "subscription-update", "data": update}
+    assert push.is_valid({**frame, "position": position})
+    assert not push.is_valid({**frame, "position": {**position, "offset": "4"}})

@@ -141,10 +141,13 @@ def asyncapi(
         types = handler_types(handler) or HandlerTypes()
         schemas.add(("request", name), types.data, "validation")
         schemas.add(("reply", name), types.reply, "serialization")
+    snapshots = {} if subscriptions is None else subscriptions.snapshots()
     for kind, (group_object, push) in kinds.items():
         # None: not declared.
         schemas.add(("group", kind), Any if group_object is None else group_object, "validation")
         schemas.add(("push", kind), Any if push is None else push, "serialization")
+        if snapshots.get(kind) is not None:
+            schemas.add(("snapshot", kind), snapshots[kind], "serialization")
     described, definitions = schemas.build()
 
     messages: dict[str, Any] = {}
@@ -235,7 +238,7 @@ def asyncapi(
                             "position": _POSITION,
                             "resumed": {"type": "integer", "minimum": 0},
                             "reset": {"const": True},
-                            "snapshot": _ANY,
+                            "snapshot": described.get(("snapshot", kind), _ANY),
                         },
                     },
                     data_required=True,

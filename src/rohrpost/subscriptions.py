@@ -83,15 +83,24 @@ class _Kind:
     #: The declared types of the group object and of a push's ``object`` (for the schema).
     data_type: Any = None
     push_type: Any = None
+    #: The snapshot's declared return type (its annotation), and what encodes it.
+    snapshot_type: Any = None
+    snapshot_encode: Callable[[Any], Any] | None = None
 
     async def aallows(self, consumer: Any, data: Any) -> bool:
         """Whether the connection's current user may hold this subscription."""
         return bool(await _acall(self.allow, consumer, data))
 
     async def asnapshot(self, consumer: Any, data: Any) -> Any:
-        """The state the subscriber starts from, under the connection's user."""
+        """The state the subscriber starts from, under the connection's user.
+
+        A snapshot whose return type is annotated is encoded as that type
+        (a pydantic model, a list of them, a dataclass), as a typed handler's
+        reply is.
+        """
         assert self.snapshot is not None
-        return await _acall(self.snapshot, consumer, data)
+        state = await _acall(self.snapshot, consumer, data)
+        return state if self.snapshot_encode is None else self.snapshot_encode(state)
 
 
 async def _acall(function: Permission, consumer: Any, data: Any) -> Any:
@@ -176,6 +185,8 @@ class Subscriptions:
 
             adapter = type_adapter(data)
 
+        snapshot_type, snapshot_encode = _snapshot_typing(snapshot)
+
         def decorator(allow: Permission) -> Permission:
             self._kinds[kind] = _Kind(
                 group,
@@ -185,6 +196,8 @@ class Subscriptions:
                 adapter=adapter,
                 data_type=data,
                 push_type=push,
+                snapshot_type=snapshot_type,
+                snapshot_encode=snapshot_encode,
             )
             return allow
 
@@ -203,6 +216,14 @@ class Subscriptions:
         ``None`` stands for a type not declared.
         """
         return {name: (kind.data_type, kind.push_type) for name, kind in self._kinds.items()}
+
+    def snapshots(self) -> dict[str, Any]:
+        """The declared snapshot type of every kind with a snapshot (``None``: not annotated)."""
+        return {
+            name: kind.snapshot_type
+            for name, kind in self._kinds.items()
+            if kind.snapshot is not None
+        }
 
     def _resolve(self, request: dict[str, Any]) -> tuple[str, _Kind, Any, str]:
         data = request.get("data")
@@ -257,6 +278,25 @@ class Subscriptions:
         _kind_name, _kind, _data, name = self._resolve(request)
         await consumer.aremove_from_group(name)
         return {"group": name}
+
+
+def _snapshot_typing(snapshot: Any) -> tuple[Any, Callable[[Any], Any] | None]:
+    """A snapshot's annotated return type and its encoder; ``(None, None)`` when untyped."""
+    if snapshot is None:
+        return None, None
+    import typing
+
+    try:
+        annotation = typing.get_type_hints(snapshot).get("return")
+    except Exception:  # no hints to read (a lambda's are empty anyway)
+        annotation = None
+    if annotation is None or annotation is Any:
+        return None, None
+    try:
+        from rohrpost.typed import reply_encoder  # needs pydantic (rohrpost[pydantic])
+    except ImportError:  # without it, the snapshot is encoded as any other reply
+        return annotation, None
+    return annotation, reply_encoder(annotation)
 
 
 def _require_history_on(kind: str) -> None:

@@ -54,6 +54,7 @@ __all__ = [
     "HandlerTypes",
     "handler_types",
     "invalid_data",
+    "reply_encoder",
     "type_adapter",
     "typed_handler",
     "validate",
@@ -170,6 +171,11 @@ def _encoder(reply: Any) -> Callable[[Any], Any]:
     # warnings="error": a value that is not of the declared type is the handler's bug.
     serializer = type_adapter(reply).serializer
     return functools.partial(serializer.to_python, mode="json", warnings="error")
+
+
+def reply_encoder(annotation: Any) -> Callable[[Any], Any]:
+    """What turns a value of ``annotation`` into JSON types (a typed reply, a snapshot)."""
+    return _encoder(annotation)
 
 
 def _to_json_types(value: Any) -> Any:

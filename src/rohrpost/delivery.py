@@ -39,13 +39,7 @@ from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
 
 from rohrpost import metrics
-from rohrpost.hub import (
-    RETRY_FIRST_SECONDS,
-    Hub,
-    _is_idle_timeout,
-    _raise_if_cancelling,
-    hub_for,
-)
+from rohrpost.hub import Hub, hub_for
 from rohrpost.outbox import Outbox
 
 __all__ = ["DeliveryMixin"]
@@ -197,22 +191,8 @@ class DeliveryMixin:
 
     async def _rohrpost_alisten(self) -> None:
         """Receive on the connection's own channel for ever; a layer fault is retried."""
-        layer, channel = self.channel_layer, self._rohrpost_channel
-        hub = self._rohrpost_get_hub()
-        delay = RETRY_FIRST_SECONDS
-        while True:
-            try:
-                event = await layer.receive(channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                _raise_if_cancelling()
-                if not _is_idle_timeout(exc):
-                    hub.report_fault(exc, "receive")
-                    delay = await hub.aretry_pause(delay)
-                continue
-            delay = RETRY_FIRST_SECONDS
-            self.rohrpost_relay(event)
+        assert self._rohrpost_channel is not None
+        await self._rohrpost_get_hub().areceive(self._rohrpost_channel, self.rohrpost_relay)
 
     def _rohrpost_stop_listening(self) -> None:
         listener, self._rohrpost_listener = self._rohrpost_listener, None

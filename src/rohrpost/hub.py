@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import random
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, Protocol
 
 from channels.layers import InMemoryChannelLayer
@@ -266,8 +267,13 @@ class Hub:
         if served.receiver is not None:
             served.receiver.cancel()
 
-    async def _areceive(self, channel: str, served: _Served | None) -> None:
-        """Receive on ``channel`` for ever: a group's events, or (``None``) control events."""
+    async def areceive(self, channel: str, take: Callable[[dict[str, Any]], None]) -> None:
+        """Receive on ``channel`` for ever, handing each event to ``take``; faults are retried.
+
+        An idle Redis connection that timed out is received on again at once;
+        any other failure is reported (:meth:`report_fault`) and retried with
+        backoff and jitter. Used for the hub's channels and for a connection's own.
+        """
         layer = self.layer
         delay = RETRY_FIRST_SECONDS
         while True:
@@ -281,18 +287,26 @@ class Hub:
                 _raise_if_cancelling()
                 if _is_idle_timeout(exc):
                     # An idle Redis connection timed out (socket_timeout at or below
-                    # the layer's blocking time; system check rohrpost.W004): again.
+                    # the layer's blocking time; system checks W003/W004): again.
                     continue
                 self.report_fault(exc, "receive")
                 delay = await self.aretry_pause(delay)
                 continue
             delay = RETRY_FIRST_SECONDS
-            if served is not None:
-                self.deliver(served, event)
-            elif event.get("type") == CONTROL_EVENT_TYPE:
-                self.route(event)
-            else:
-                logger.warning("Ignoring an event of type %r on the hub", event.get("type"))
+            take(event)
+
+    async def _areceive(self, channel: str, served: _Served | None) -> None:
+        """Receive on ``channel`` for ever: a group's events, or (``None``) control events."""
+        if served is not None:
+            await self.areceive(channel, functools.partial(self.deliver, served))
+        else:
+            await self.areceive(channel, self._take_control)
+
+    def _take_control(self, event: dict[str, Any]) -> None:
+        if event.get("type") == CONTROL_EVENT_TYPE:
+            self.route(event)
+        else:
+            logger.warning("Ignoring an event of type %r on the hub", event.get("type"))
 
     async def _acontrol(self) -> None:
         """Join the control group (retrying until the layer answers), then receive on it."""

@@ -353,7 +353,7 @@ async def test_a_closed_gate_drops_frames_without_an_answer() -> None:
     """
     for consumer in (AsyncRohrpostConsumer(), SyncRohrpostConsumer()):
         consumer._rohrpost_gate.closed = True
-        assert await consumer._rohrpost_aadmit() is False
+        assert await consumer._rohrpost_atake('{"id": 1, "type": "ping"}', None) == []
 
 
 @pytest.mark.django_db(transaction=True)  # the `join` handler runs off the event loop

@@ -124,7 +124,10 @@ class RohrpostConsumerMixin(AccessMixin):
         """
         if self._rohrpost_revoked is not None:
             return []
-        if not await self._rohrpost_aadmit(len(text if text is not None else binary or b"")):
+        # The gate inline: a coroutine per frame only for the frames it refuses.
+        admission = self._rohrpost_gate.admit(len(text if text is not None else binary or b""))
+        if admission != "admit":
+            await self._rohrpost_arefuse(admission)
             return []
         call = prepare_call(self.rohrpost_registry, text, binary, self._rohrpost_frame_limits)
         if isinstance(call, str):
@@ -136,14 +139,6 @@ class RohrpostConsumerMixin(AccessMixin):
         if call.mode == "inline":
             return self._rohrpost_run_inline(call)
         return call
-
-    async def _rohrpost_aadmit(self, size: int = 0) -> bool:
-        """Pass a frame of ``size`` through the rate limits, on the loop; answer it when refused."""
-        admission = self._rohrpost_gate.admit(size)
-        if admission == "admit":
-            return True
-        await self._rohrpost_arefuse(admission)
-        return False
 
     async def _rohrpost_arefuse(self, admission: Admission) -> None:
         """Answer a frame the rate limit refused; on the flood close, end the consumer."""

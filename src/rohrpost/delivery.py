@@ -105,7 +105,14 @@ class DeliveryMixin:
                 message = await receive()
                 while self._rohrpost_relaying is not None:
                     await asyncio.wait({self._rohrpost_relaying})
-                await self._rohrpost_adispatch(message)
+                # _rohrpost_adispatch written out: this runs for every frame.
+                self._rohrpost_dispatching = True
+                try:
+                    await self.dispatch(message)  # type: ignore[attr-defined]
+                finally:
+                    self._rohrpost_dispatching = False
+                    if self._rohrpost_held is not None:
+                        self._rohrpost_release()
                 if self._rohrpost_inbox:
                     await self._rohrpost_adrain_inbox()
         except StopConsumer:

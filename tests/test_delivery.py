@@ -50,6 +50,17 @@ def make_registry() -> HandlerRegistry:
         await consumer.aremove_from_group("left")
         return "done"
 
+    @registry.handler("push-then-answer")
+    async def push_then_answer(consumer: Any, request: dict[str, Any]) -> str:
+        # As a handler whose save publishes: the push reaches the hub before the reply.
+        text = "x" * int(request["data"])
+        await asend_to_group("room", {"id": 0, "type": "push", "data": text})
+        for _ in range(200):
+            if consumer._rohrpost_held or consumer._rohrpost_revoked is not None:
+                break
+            await asyncio.sleep(0.005)
+        return "answered"
+
     @registry.handler("leave")
     async def leave(consumer: Any, request: dict[str, Any]) -> str:
         await consumer.aremove_from_group(request["data"])
@@ -398,3 +409,38 @@ async def test_a_push_to_a_connection_that_is_closing_is_dropped(
         assert await client.receive_output(timeout=2) == {"type": "websocket.close", "code": 1000}
         await asend_to_group("room", {"id": 3, "type": "too-late"})
         assert await client.receive_nothing(timeout=0.1)
+
+
+async def test_a_handlers_reply_comes_before_the_push_its_own_change_caused(
+    consumer_class: type[Any],
+) -> None:
+    """As in 4.x, whose consumer took the next event only after the frame's reply."""
+    async with connect(consumer_class) as client:
+        await ask(client, {"id": 1, "type": "join", "data": ["room"]})
+        await client.send_to(text_data=json.dumps({"id": 2, "type": "push-then-answer", "data": 1}))
+        assert (await frame(client))["data"] == "answered"
+        assert (await frame(client))["type"] == "push"
+
+
+async def test_pushes_held_past_the_send_queue_limit_close_the_connection(
+    consumer_class: type[Any], settings: Any
+) -> None:
+    settings.ROHRPOST = {"SEND_QUEUE_LIMIT": 65536}
+    async with connect(consumer_class) as client:
+        await ask(client, {"id": 1, "type": "join", "data": ["room"]})
+        request = {"id": 2, "type": "push-then-answer", "data": 70000}
+        await client.send_to(text_data=json.dumps(request))
+        assert await client.receive_output(timeout=2) == {"type": "websocket.close", "code": 4008}
+
+
+async def test_a_push_that_comes_while_an_event_is_handled_follows_it() -> None:
+    layer = get_channel_layer()
+    async with connect(AsyncRelaying) as client:
+        await ask(client, {"id": 1, "type": "join", "data": ["room"]})
+        await layer.group_send("room", {"type": "chat.message", "text": "slow", "hold": True})
+        await until(lambda: SEEN[-1:] == ["chat:slow"])
+        await asend_to_group("room", {"id": 3, "type": "push"})
+        assert await client.receive_nothing(timeout=0.05)
+        GATE["relay"].set()
+        assert (await frame(client))["data"] == "slow"
+        assert (await frame(client))["type"] == "push"

@@ -194,7 +194,7 @@ class AccessMixin(DeliveryMixin):
             await self._rohrpost_aleave(old)
         if group is not None:
             try:
-                await self._rohrpost_ajoin(group, hold=False)
+                await self._rohrpost_ajoin(group)
             except Exception:
                 # The layer is down: control events (a logout) still reach the
                 # connection through its hub; pushes to the user's group do not.

@@ -184,8 +184,8 @@ class RohrpostConsumerMixin(AccessMixin):
         """Join ``group_name``: the connection receives what is sent to the group.
 
         Returns once the membership is in place at the channel layer: what is
-        sent to the group from then on reaches the connection. Pushes to a
-        group joined while a frame is handled follow that frame's reply.
+        sent to the group from then on reaches the connection. Pushes that
+        come while a frame is handled follow that frame's reply.
 
         Raises:
             RohrpostError: No channel layer is configured (answered ``handler_error``).

@@ -11,11 +11,13 @@ Channels' event loop for a consumer:
   consumer that overrides ``rohrpost_message`` (or, under the async consumer,
   ``send``) still gets every event through a membership of its own channel,
   as with Channels.
-- **Pushes after the reply.** Pushes to a group the connection joins while
-  it handles a frame (a ``subscribe``) are held until that frame is answered,
-  so a client never sees a group's push before the reply that subscribed it.
-  (With ``MAX_IN_FLIGHT`` above 1, the handler runs beside the next frames
-  and nothing is held.)
+- **Pushes in turn, after the reply.** Pushes that come while the
+  connection handles a frame (or another event) are held until it is done,
+  as Channels' one-event-at-a-time consumers and rohrpost 4.x behaved: a
+  handler's reply comes before the pushes its own change caused, and a
+  ``subscribe``'s reply before its group's pushes. Held pushes count against
+  ``SEND_QUEUE_LIMIT``. (With ``MAX_IN_FLIGHT`` above 1, handlers run beside
+  the next frames and their pushes are not held.)
 - **One event at a time.** Frames from the client, and any other event sent
   to a group the connection is in or to its own channel, are dispatched one
   after the other, as Channels does.
@@ -40,7 +42,7 @@ from channels.layers import get_channel_layer
 
 from rohrpost import metrics
 from rohrpost.hub import Hub, hub_for
-from rohrpost.outbox import Outbox
+from rohrpost.outbox import CLOSE_TOO_SLOW, Outbox
 
 __all__ = ["DeliveryMixin"]
 
@@ -77,8 +79,9 @@ class DeliveryMixin:
         self._rohrpost_inbox: list[dict[str, Any]] = []  # a list: small, and rarely used
         self._rohrpost_relaying: asyncio.Task[None] | None = None
         self._rohrpost_dispatching = False
-        # Groups joined while handling the current frame, and their pushes held meanwhile.
-        self._rohrpost_holding: set[str] | None = None
+        # Pushes that came while an event was dispatched, sent once it is done, and
+        # their size (bounded by the send queue's limit).
+        self._rohrpost_held_size = 0
         # (group, frame, (epoch, offset) in the group's history or None) per held push.
         self._rohrpost_held: list[tuple[str, str, tuple[Any, int] | None]] | None = None
         # Per group subscribed with history: pushes up to this position were replayed
@@ -220,21 +223,13 @@ class DeliveryMixin:
             self._rohrpost_hub = hub_for(self.channel_layer)
         return self._rohrpost_hub
 
-    async def _rohrpost_ajoin(self, group: str, *, hold: bool = True) -> None:
-        """Join ``group`` at the layer: through the hub, or with the connection's own channel.
-
-        With ``hold``, a group joined while a frame is handled has its pushes
-        held until that frame is answered.
-        """
+    async def _rohrpost_ajoin(self, group: str) -> None:
+        """Join ``group`` at the layer: through the hub, or with the connection's own channel."""
         hub = self._rohrpost_get_hub()
         if not self._rohrpost_via_hub:
             await self.channel_layer.group_add(group, self.channel_name)
             hub.add(group, self, self._rohrpost_channel)  # type: ignore[arg-type]
             return
-        if hold and self._rohrpost_dispatching:
-            if self._rohrpost_holding is None:
-                self._rohrpost_holding, self._rohrpost_held = set(), []
-            self._rohrpost_holding.add(group)
         await hub.ajoin(group, self)  # type: ignore[arg-type]
 
     async def _rohrpost_aleave(self, group: str) -> None:
@@ -260,15 +255,10 @@ class DeliveryMixin:
             floor = self._rohrpost_floors[group]
             if event.get("epoch") == floor.epoch:
                 texts = [text for i, text in enumerate(texts) if first + i > floor.offset]
-        if self._rohrpost_holding is not None and group in self._rohrpost_holding:
-            assert self._rohrpost_held is not None
-            if first is None:
-                self._rohrpost_held.extend((group, text, None) for text in texts)
-            else:
-                epoch = event.get("epoch")
-                self._rohrpost_held.extend(
-                    (group, text, (epoch, first + i)) for i, text in enumerate(texts)
-                )
+        if self._rohrpost_dispatching:
+            # In turn, as Channels would: after the reply of the frame being
+            # handled, and after a subscribe's replay or snapshot.
+            self._rohrpost_hold(group, texts, first, event.get("epoch"))
             return
         outbox = self._rohrpost_outgoing
         assert outbox is not None  # a connection joins groups only once it runs
@@ -277,6 +267,23 @@ class DeliveryMixin:
             return
         for text in texts:
             outbox.put({"type": "websocket.send", "text": text})
+
+    def _rohrpost_hold(
+        self, group: str, texts: Sequence[str], first: int | None, epoch: Any
+    ) -> None:
+        held = self._rohrpost_held
+        if held is None:
+            held = self._rohrpost_held = []
+        for i, text in enumerate(texts):
+            held.append((group, text, None if first is None else (epoch, first + i)))
+            self._rohrpost_held_size += len(text)
+        outbox = self._rohrpost_outgoing
+        assert outbox is not None
+        if self._rohrpost_held_size > outbox.limit:
+            # A handler that runs while more pushes come than a client may
+            # fall behind by: the same as falling behind.
+            self._rohrpost_held, self._rohrpost_held_size = None, 0
+            outbox.on_overflow(CLOSE_TOO_SLOW)
 
     def _rohrpost_frames(self, event: dict[str, Any]) -> list[str]:
         """The frames of a push whose message is not text (each consumer encodes its way)."""
@@ -296,7 +303,7 @@ class DeliveryMixin:
         """Send the pushes held while a frame was handled, of the groups still joined."""
         held = self._rohrpost_held or []
         floors = self._rohrpost_floors or {}
-        self._rohrpost_holding = self._rohrpost_held = None
+        self._rohrpost_held, self._rohrpost_held_size = None, 0
         outbox = self._rohrpost_outgoing
         assert outbox is not None
         groups = self.rohrpost_groups

@@ -272,10 +272,10 @@ async def test_the_own_receive_survives_layer_faults(
 ) -> None:
     import redis.exceptions
 
-    from rohrpost import hub as hub_module
+    from rohrpost import upkeep as upkeep_module
 
-    monkeypatch.setattr(hub_module, "RETRY_FIRST_SECONDS", 0.001)
-    monkeypatch.setattr(hub_module, "CANARY_SECONDS", 0.01)
+    monkeypatch.setattr(upkeep_module, "RETRY_FIRST_SECONDS", 0.001)
+    monkeypatch.setattr(upkeep_module, "CANARY_SECONDS", 0.01)
     layer = get_channel_layer()
     faults = [redis.exceptions.TimeoutError("idle"), ConnectionError("Redis is down")]
     real_receive = layer.receive

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from channels.layers import InMemoryChannelLayer
 
-from rohrpost import hub as hub_module
+from rohrpost import upkeep as upkeep_module
 from rohrpost.hub import CONTROL_EVENT_TYPE, CONTROL_GROUP, PUSH_EVENT_TYPE, Hub, hub_for
 
 PUSH = PUSH_EVENT_TYPE
@@ -241,7 +241,7 @@ async def test_members_joining_at_once_share_one_join_and_leaving_meanwhile_leav
 async def test_a_failed_join_raises_and_leaves_no_member(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(hub_module, "RETRY_FIRST_SECONDS", 0.001)
+    monkeypatch.setattr(upkeep_module, "RETRY_FIRST_SECONDS", 0.001)
     layer = CountingLayer(failing_adds=1)
     hub = hub_for(layer)
     member = Member("m")
@@ -307,8 +307,8 @@ class FlakyLayer(InMemoryChannelLayer):  # type: ignore[misc]
 
 @pytest.fixture
 def fast_hub(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hub_module, "RETRY_FIRST_SECONDS", 0.001)
-    monkeypatch.setattr(hub_module, "CANARY_SECONDS", 0.01)
+    monkeypatch.setattr(upkeep_module, "RETRY_FIRST_SECONDS", 0.001)
+    monkeypatch.setattr(upkeep_module, "CANARY_SECONDS", 0.01)
 
 
 async def until(condition: Any, seconds: float = 2.0) -> None:
@@ -571,7 +571,7 @@ async def test_the_history_of_followed_groups_is_kept_alive_and_started_again_af
 
     store = history.MemoryHistory()
     monkeypatch.setattr(history, "_store", store)
-    monkeypatch.setattr(hub_module, "_history_every", lambda: 0.01)
+    monkeypatch.setattr(upkeep_module, "_history_every", lambda: 0.01)
     layer = FlakyLayer(failures=0)
     hub = hub_for(layer)
     member = Member("m")
@@ -600,7 +600,7 @@ async def test_a_history_store_that_fails_is_a_fault(
             raise ConnectionError("Redis is down")
 
     monkeypatch.setattr(history, "_store", Broken())
-    monkeypatch.setattr(hub_module, "_history_every", lambda: 0.01)
+    monkeypatch.setattr(upkeep_module, "_history_every", lambda: 0.01)
     hub = hub_for(FlakyLayer(failures=0))
     await hub.ajoin("room", Member("m"))
     hub.track_history("room")
@@ -613,6 +613,6 @@ def test_history_is_renewed_three_times_per_ttl(monkeypatch: pytest.MonkeyPatch)
     from rohrpost import history
 
     monkeypatch.setattr(history, "_store", history.MemoryHistory(ttl=300))
-    assert hub_module._history_every() == 100
+    assert upkeep_module._history_every() == 100
     monkeypatch.setattr(history, "_store", history.MemoryHistory(ttl=1))
-    assert hub_module._history_every() == 1.0
+    assert upkeep_module._history_every() == 1.0

@@ -715,9 +715,10 @@ async def test_on_the_hub_counts_layer_errors_and_reconnects(
     from channels.layers import InMemoryChannelLayer
 
     from rohrpost import hub as hub_module
+    from rohrpost import upkeep as upkeep_module
 
-    monkeypatch.setattr(hub_module, "RETRY_FIRST_SECONDS", 0.001)
-    monkeypatch.setattr(hub_module, "CANARY_SECONDS", 0.01)
+    monkeypatch.setattr(upkeep_module, "RETRY_FIRST_SECONDS", 0.001)
+    monkeypatch.setattr(upkeep_module, "CANARY_SECONDS", 0.01)
     errors = value("rohrpost_channel_layer_errors_total", where="group_add")
     reconnects = value("rohrpost_hub_reconnects_total")
 

@@ -191,6 +191,8 @@ export type ClientState = "connecting" | "open" | "reconnecting" | "stopped" | "
 export const EVENTS: readonly EventName[];
 export const STOP_CODES: readonly number[];
 export const CLOSE_FLOODING: 4029;
+/** Most pushes applied beyond a gap in a group's offsets before the gap counts as a loss (a reset). */
+export const MAX_AHEAD: number;
 export const DEFAULTS: Readonly<
   Required<Omit<RohrpostClientOptions, "WebSocket" | "protocols" | "socketOptions">>
 > &

@@ -24,6 +24,9 @@ export const STOP_CODES = Object.freeze([4001, 4003]);
 /** The server's close code for a client that kept flooding: reconnect, but only after the longest delay. */
 export const CLOSE_FLOODING = 4029;
 
+/** Most pushes applied beyond a gap in a group's offsets before the gap counts as a loss. */
+export const MAX_AHEAD = 100;
+
 /** Codes of the errors the client makes itself; none of the server's codes is among them. */
 export const CLIENT_ERROR_CODES = Object.freeze({
   TIMEOUT: "timeout",
@@ -142,7 +145,8 @@ export class RohrpostClient {
     this._pending = new Map(); // id -> request entry, sent or queued
     this._queue = []; // entries waiting for an open connection, in call order
     this._subscriptions = new Map(); // canonicalJson(group object) -> {object, group}
-    this._positions = new Map(); // group name -> {epoch, offset}: the last push applied
+    this._positions = new Map(); // group name -> {epoch, offset}: every push up to it applied
+    this._ahead = new Map(); // group name -> offsets applied beyond a gap (pushes that crossed)
     this._events = new Map(); // event name -> [listener]
     this._groups = new Map(); // group name -> [listener]
     this._socket = null;
@@ -218,7 +222,10 @@ export class RohrpostClient {
     const key = canonicalJson(group);
     const name = this._subscriptions.get(key)?.group;
     this._subscriptions.delete(key);
-    if (name !== undefined) this._positions.delete(name);
+    if (name !== undefined) {
+      this._positions.delete(name);
+      this._ahead.delete(name);
+    }
     return this._request("unsubscribe", group, { timeout, withToken: true });
   }
 
@@ -472,6 +479,7 @@ export class RohrpostClient {
       if (subscription.group === group) this._subscriptions.delete(key);
     }
     this._positions.delete(group);
+    this._ahead.delete(group);
     const cause =
       error ??
       new RohrpostError(reason ?? `The server took this connection out of ${group}.`, {
@@ -497,12 +505,33 @@ export class RohrpostClient {
       // A group subscribed without history, or not subscribed through this client.
       if (this._findSubscription(group) === undefined) return true;
     } else if (last.epoch === epoch) {
-      if (offset <= last.offset) return false;
+      const ahead = this._ahead.get(group) ?? new Set();
+      if (offset <= last.offset || ahead.has(offset)) return false;
+      if (offset !== last.offset + 1) {
+        // Pushes from several publishers may cross: apply this one, and keep the
+        // position (what a resume asks for) below the gap until it closes. A gap
+        // that stays open this long is a push that will not come: reset.
+        ahead.add(offset);
+        this._ahead.set(group, ahead);
+        if (ahead.size > MAX_AHEAD) this._resetLive(group);
+        return true;
+      }
     } else {
       this._resetLive(group);
     }
-    this._positions.set(group, { epoch, offset });
+    this._setPosition(group, { epoch, offset });
     return true;
+  }
+
+  /** Move a group's position to `position`, and past the pushes already ahead of it. */
+  _setPosition(group, position) {
+    const last = this._positions.get(group);
+    let ahead = this._ahead.get(group) ?? new Set();
+    if (last !== undefined && last.epoch !== position.epoch) ahead = new Set();
+    let offset = position.offset;
+    while (ahead.has(offset + 1)) offset += 1;
+    this._ahead.set(group, new Set([...ahead].filter((seen) => seen > offset)));
+    this._positions.set(group, { epoch: position.epoch, offset });
   }
 
   _findSubscription(group) {
@@ -522,7 +551,7 @@ export class RohrpostClient {
     const last = this._positions.get(group);
     // Pushes read before this reply (a replay) are at or below its position.
     if (!(last && last.epoch === position.epoch && last.offset > position.offset)) {
-      this._positions.set(group, { epoch: position.epoch, offset: position.offset });
+      this._setPosition(group, { epoch: position.epoch, offset: position.offset });
     }
     if (reply.reset === true) {
       this._emit("reset", { group, snapshot: reply.snapshot ?? null, position: { ...position } });
@@ -556,6 +585,7 @@ export class RohrpostClient {
         // not enough: forget it, so the next connection starts from a snapshot.
         if (this._subscriptions.get(key) !== subscription) return;
         this._positions.delete(group);
+        this._ahead.delete(group);
         subscription.pendingReset = true;
         if (!LOCAL_FAILURES.has(error.code)) this._onExpelled(subscription.group, error.message, error);
       },

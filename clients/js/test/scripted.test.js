@@ -274,3 +274,41 @@ test("a throwing listener does not break the client; its error is rethrown outsi
   assert.equal(await client.call("echo", "still answered"), "still answered");
   assert.equal((await within(thrown)).message, "a listener's bug");
 });
+
+test("pushes of a group with history that cross are both applied; the position waits for the gap", async (t) => {
+  const position = (offset) => ({ group: "feed-1", epoch: "e", offset });
+  const update = (n, offset) => ({
+    id: 1000 + n,
+    type: "subscription-update",
+    data: { type: "update", group: "feed-1", object: { n } },
+    position: position(offset),
+  });
+  let socket;
+  const server = await serve(
+    (s, request) => {
+      if (request.type === "subscribe") {
+        send(s, { id: request.id, type: "subscribe", data: { group: "feed-1", position: { epoch: "e", offset: 0 } } });
+      }
+    },
+    (s) => {
+      socket = s;
+    },
+  );
+  const client = open(t, server.url);
+  const seen = [];
+  client.on("feed-1", (error, data) => seen.push(data.object.n));
+  await client.subscribe({ type: "feed", id: 1 });
+  // Two publishers: offset 2 arrives before offset 1, then a repeat of 2.
+  send(socket, update(2, 2));
+  send(socket, update(1, 1));
+  send(socket, update(2, 2));
+  send(socket, update(3, 3));
+  await within(
+    (async () => {
+      while (seen.length < 3) await sleep(5);
+    })(),
+  );
+  await sleep(50);
+  assert.deepEqual(seen, [2, 1, 3]);
+  assert.deepEqual(client.positionOf("feed-1"), { epoch: "e", offset: 3 });
+});

@@ -601,5 +601,5 @@ class Client:
             logger.debug("Dropped a push seen before in %s (%s).", group, position)
             return
         self._pushes.put(push)
-        if advance in (Advance.NEW_EPOCH, Advance.UNRECORDED):
+        if advance in (Advance.NEW_EPOCH, Advance.UNRECORDED, Advance.GAP):
             self._reset_live(group)

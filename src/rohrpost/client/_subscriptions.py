@@ -58,10 +58,17 @@ class Position:
 class Advance(Enum):
     """What a push's position means for its group."""
 
-    NEW = "new"  #: the next push: apply it
-    DUPLICATE = "duplicate"  #: at or below the last one applied: drop it
+    NEW = "new"  #: not seen before: apply it
+    DUPLICATE = "duplicate"  #: seen before: drop it
     NEW_EPOCH = "new_epoch"  #: the group's history was lost meanwhile: apply it, then reset
     UNRECORDED = "unrecorded"  #: no position in a group that had one: apply it, then reset
+    GAP = "gap"  #: a gap in the offsets stayed open too long: apply it, then reset
+
+
+#: Most pushes held beyond a gap in a group's offsets before the gap counts as a loss.
+#: Pushes from several publishers may arrive a little out of order; a gap that
+#: stays open this long is a push that will not come.
+MAX_AHEAD = 100
 
 
 #: Called as ``on_reset(group, snapshot, position)`` when an answer says the group reset.
@@ -81,7 +88,10 @@ class Subscriptions:
 
     def __init__(self, on_reset: OnReset | None = None) -> None:
         self._entries: dict[str, tuple[Any, str]] = {}  # key -> (object, group)
-        self._positions: dict[str, Position] = {}  # group -> last position applied
+        # group -> where every push up to it was applied (what a resume asks for)
+        self._positions: dict[str, Position] = {}
+        # group -> offsets applied beyond a gap (arrived before an earlier one)
+        self._ahead: dict[str, set[int]] = {}
         # Groups whose reset a lost connection interrupted: the next answer is a reset.
         self._unfinished_resets: set[str] = set()
         self._on_reset = on_reset
@@ -95,7 +105,12 @@ class Subscriptions:
         return [(key, group_object, group) for key, (group_object, group) in self._entries.items()]
 
     def position(self, group: str) -> Position | None:
-        """The last position applied in ``group`` (groups with history)."""
+        """The position up to which every push of ``group`` was applied (groups with history).
+
+        A push that arrived ahead of an earlier one (pushes from several
+        publishers may cross) does not move it until the gap closes, so a
+        resume asks for what is missing and the replay's repeats are dropped.
+        """
         return self._positions.get(group)
 
     def remembering(self, group_object: Any, *, again: bool, reset: bool = False) -> OnAnswer:
@@ -127,7 +142,7 @@ class Subscriptions:
             last = self._positions.get(group)
             # Pushes replayed before this answer are at or below its position.
             if last is None or last.epoch != position.epoch or last.offset <= position.offset:
-                self._positions[group] = position
+                self._set_position(group, position)
             unfinished = group in self._unfinished_resets
             self._unfinished_resets.discard(group)
             if (reset or unfinished or data.get("reset") is True) and self._on_reset is not None:
@@ -145,16 +160,33 @@ class Subscriptions:
         last = self._positions.get(group)
         if position is None:
             return Advance.NEW if last is None else Advance.UNRECORDED
-        if last is not None and last.epoch == position.epoch and position.offset <= last.offset:
+        if last is None or last.epoch != position.epoch:
+            self._set_position(group, position)
+            return Advance.NEW if last is None else Advance.NEW_EPOCH
+        ahead = self._ahead.setdefault(group, set())
+        if position.offset <= last.offset or position.offset in ahead:
             return Advance.DUPLICATE
-        self._positions[group] = position
-        if last is not None and last.epoch != position.epoch:
-            return Advance.NEW_EPOCH
+        if position.offset != last.offset + 1:
+            ahead.add(position.offset)  # an earlier one is still on its way
+            return Advance.GAP if len(ahead) > MAX_AHEAD else Advance.NEW
+        self._set_position(group, position)
         return Advance.NEW
+
+    def _set_position(self, group: str, position: Position) -> None:
+        """Move ``group``'s position to ``position``, and past the pushes already ahead of it."""
+        ahead = self._ahead.get(group, set())
+        if self._positions.get(group, position).epoch != position.epoch:
+            ahead = set()
+        offset = position.offset
+        while offset + 1 in ahead:
+            offset += 1
+        self._ahead[group] = {seen for seen in ahead if seen > offset}
+        self._positions[group] = Position(position.epoch, offset)
 
     def reset_interrupted(self, group: str) -> None:
         """A reset of ``group`` did not get its answer: the next subscribe starts afresh."""
         self._positions.pop(group, None)
+        self._ahead.pop(group, None)
         self._unfinished_resets.add(group)
 
     def forget(self, group_object: Any) -> None:
@@ -178,4 +210,5 @@ class Subscriptions:
     def _drop_state(self, group: str) -> None:
         if group not in self.by_group():
             self._positions.pop(group, None)
+            self._ahead.pop(group, None)
             self._unfinished_resets.discard(group)

@@ -616,3 +616,30 @@ def test_history_is_renewed_three_times_per_ttl(monkeypatch: pytest.MonkeyPatch)
     assert upkeep_module._history_every() == 100
     monkeypatch.setattr(history, "_store", history.MemoryHistory(ttl=1))
     assert upkeep_module._history_every() == 1.0
+
+
+async def test_a_member_that_leaves_while_its_membership_is_renewed_does_not_get_it_back() -> None:
+    """The renewal re-adds a connection's own membership; taken out meanwhile, it is dropped."""
+
+    class SlowJoins(InMemoryChannelLayer):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.joining = asyncio.Event()
+            self.release = asyncio.Event()
+
+        async def group_add(self, group: str, channel: str) -> None:
+            if group == "room":
+                self.joining.set()
+                await self.release.wait()
+            await super().group_add(group, channel)
+
+    layer = SlowJoins()
+    hub = Hub(layer)
+    member = Member("own")
+    hub.groups["room"] = {member: "own.channel!x"}
+    renewal = asyncio.ensure_future(hub._arejoin_all())
+    await asyncio.wait_for(layer.joining.wait(), 2)
+    hub.discard("room", member)  # expelled while the renewal waits on the layer
+    layer.release.set()
+    await asyncio.wait_for(renewal, 2)
+    assert "room" not in layer.groups

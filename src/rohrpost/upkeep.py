@@ -222,9 +222,22 @@ class LayerUpkeep:
             if channel is not None
         ]
         for start in range(0, len(memberships), REJOIN_BATCH):
-            batch = memberships[start : start + REJOIN_BATCH]
+            batch = [
+                (g, c) for g, c in memberships[start : start + REJOIN_BATCH] if self._holds(g, c)
+            ]
             await asyncio.gather(*(self.layer.group_add(g, c) for g, c in batch))
+            # A connection taken out of a group while its membership was added
+            # again must not keep it: let go of what is no longer held.
+            stale = [(g, c) for g, c in batch if not self._holds(g, c)]
+            await asyncio.gather(*(self.layer.group_discard(g, c) for g, c in stale))
         await self._areopen_history()
+
+    def _holds(self, group: str, channel: str) -> bool:
+        """Whether the membership of ``channel`` in ``group`` is still one the hub stands for."""
+        served = self.served.get(group)
+        if served is not None and served.channel == channel:
+            return True
+        return channel in self.groups.get(group, {}).values()
 
     async def _areopen_history(self) -> None:
         """Renew the history of the groups followed here, or start it again after a loss.

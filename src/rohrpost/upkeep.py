@@ -50,9 +50,6 @@ CANARY_SECONDS: Final = 0.5
 #: Most layer calls the hub has in flight at once when it joins all its groups again.
 REJOIN_BATCH: Final = 100
 
-#: The type of a control event (rohrpost.hub.CONTROL_EVENT_TYPE; the canary is one).
-_CONTROL_EVENT_TYPE: Final = "rohrpost.control"
-
 
 class LayerUpkeep:
     """Receiving that survives faults, and memberships kept; mixed into the hub."""
@@ -199,7 +196,9 @@ class LayerUpkeep:
         if not self._watches() or self.channel is None:
             return
         self._canary_sent += 1
-        event = {"type": _CONTROL_EVENT_TYPE, "action": "canary", "canary": self._canary_sent}
+        from rohrpost.hub import CONTROL_EVENT_TYPE  # the hub imports this module
+
+        event = {"type": CONTROL_EVENT_TYPE, "action": "canary", "canary": self._canary_sent}
         try:
             await self.layer.group_send(self._canary_group, event)
         except Exception as exc:

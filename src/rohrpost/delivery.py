@@ -245,6 +245,20 @@ class DeliveryMixin:
         """Send a group's push frames to the client (what the hub calls); never waits."""
         if texts is None:
             texts = self._rohrpost_frames(event)
+        if self._rohrpost_floors or self._rohrpost_dispatching:
+            # Not the common case: the hub calls this for every member of a group.
+            self._rohrpost_push_later(group, texts, event)
+            return
+        outbox = self._rohrpost_outgoing
+        assert outbox is not None  # a connection joins groups only once it runs
+        if outbox.closing:
+            metrics.push_dropped("closed")
+            return
+        for text in texts:
+            outbox.put({"type": "websocket.send", "text": text})
+
+    def _rohrpost_push_later(self, group: str, texts: Sequence[str], event: dict[str, Any]) -> None:
+        """A push to a connection with history floors, or one that is handling an event."""
         first = event.get("offset")
         if not isinstance(first, int):
             first = None
@@ -261,10 +275,7 @@ class DeliveryMixin:
             self._rohrpost_hold(group, texts, first, event.get("epoch"))
             return
         outbox = self._rohrpost_outgoing
-        assert outbox is not None  # a connection joins groups only once it runs
-        if outbox.closing:
-            metrics.push_dropped("closed")
-            return
+        assert outbox is not None
         for text in texts:
             outbox.put({"type": "websocket.send", "text": text})
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from rohrpost.history import (
     RedisHistory,
     positioned,
 )
+from tests.services import RedisServer
 
 
 def push(n: int) -> str:
@@ -302,3 +304,47 @@ def test_a_redis_store_keeps_one_client_per_event_loop(redis_url: str) -> None:
 
     asyncio.run(use())
     assert store._clients == {}
+
+
+async def test_many_groups_are_recorded_together_and_only_tracked_ones_get_positions(
+    store: HistoryStore,
+) -> None:
+    g, h = await store.aopen("g"), await store.aopen("h")
+    recorded = await store.aappend_many(
+        {"g": [push(1), push(2)], "untracked": [push(3)], "h": [push(4)], "empty": []}
+    )
+    assert set(recorded) == {"g", "h"}
+    assert recorded["g"][1] == Position(g.epoch, 1)
+    assert offsets(recorded["g"][0]) == [1, 2]
+    assert recorded["h"][1] == Position(h.epoch, 1)
+
+
+async def test_a_redis_that_never_saw_the_append_script_is_sent_it(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path)
+    store = RedisHistory(server.url, size=5, ttl=60)
+    try:
+        start = await store.aopen("g")
+        assert await store.aappend("g", [push(1)]) is not None
+        assert await store.aappend("g", [push(2)]) is not None
+        replay = await store.areplay("g", start)
+        assert replay is not None
+        assert offsets(replay.frames) == [1, 2]
+    finally:
+        await store.aclose()
+        server.stop()
+
+
+async def test_a_failing_store_leaves_every_group_unpositioned_and_is_logged(
+    settings: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.ROHRPOST = {"HISTORY": {"ENABLED": True}}
+
+    class Broken(MemoryHistory):
+        async def aappend(self, group: str, texts: Sequence[str]) -> None:
+            raise ConnectionError("down")
+
+    monkeypatch.setattr(history, "_store", Broken())
+    recorded = await history.arecord_many({"g": [push(1)], "h": [push(2), push(3)]})
+    assert recorded == {"g": ([push(1)], None), "h": ([push(2), push(3)], None)}
+    (record,) = [r for r in caplog.records if r.name == "rohrpost"]
+    assert record.getMessage() == "Recording 3 pushes to 2 groups in the history failed"

@@ -31,12 +31,13 @@ it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -53,6 +54,7 @@ __all__ = [
     "RedisHistory",
     "Replay",
     "arecord",
+    "arecord_many",
     "enabled",
     "positioned",
     "store",
@@ -123,6 +125,17 @@ class HistoryStore:
     async def areplay(self, group: str, since: Position) -> Replay | None:
         """The pushes after ``since``, in order; ``None`` when the client must reset."""
         raise NotImplementedError  # pragma: no cover - each store defines it
+
+    async def aappend_many(
+        self, texts: Mapping[str, Sequence[str]]
+    ) -> dict[str, tuple[list[str], Position]]:
+        """:meth:`aappend` for several groups at once; the tracked ones are in the result."""
+        recorded = {}
+        for group, group_texts in texts.items():
+            found = await self.aappend(group, group_texts)
+            if found is not None:
+                recorded[group] = found
+        return recorded
 
 
 class _Ring:
@@ -218,6 +231,8 @@ redis.call('EXPIRE', KEYS[2], ARGV[2])
 return {epoch, last - count + 1}
 """
 
+_APPEND_SHA1 = hashlib.sha1(_APPEND.encode(), usedforsecurity=False).hexdigest()
+
 # KEYS: meta hash, stream. ARGV: epoch, since offset. Returns {epoch, top, texts...} or false.
 _REPLAY = """
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
@@ -288,14 +303,39 @@ class RedisHistory(HistoryStore):
         return Position(epoch.decode(), int(offset))
 
     async def aappend(self, group: str, texts: Sequence[str]) -> tuple[list[str], Position] | None:
-        found = await self._client().eval(
-            _APPEND, 2, *self._keys(group), self.size, int(self.ttl), *texts
-        )
-        if not found:
-            return None
-        epoch, first = found[0].decode(), int(found[1])
-        frames = [positioned(group, text, epoch, first + i) for i, text in enumerate(texts)]
-        return frames, Position(epoch, first)
+        return (await self.aappend_many({group: texts})).get(group)
+
+    async def aappend_many(
+        self, texts: Mapping[str, Sequence[str]]
+    ) -> dict[str, tuple[list[str], Position]]:
+        import redis.exceptions
+
+        groups = [group for group, group_texts in texts.items() if group_texts]
+        client = self._client()
+
+        async def append() -> list[Any]:
+            # One round trip for every group, the script called by its digest.
+            pipe = client.pipeline(transaction=False)
+            for group in groups:
+                keys = self._keys(group)
+                pipe.evalsha(_APPEND_SHA1, 2, *keys, self.size, int(self.ttl), *texts[group])
+            found: list[Any] = await pipe.execute()
+            return found
+
+        try:
+            results = await append()
+        except redis.exceptions.NoScriptError:  # a server that never saw it: no call ran
+            await client.script_load(_APPEND)
+            results = await append()
+        recorded = {}
+        for group, found in zip(groups, results, strict=True):
+            if found:
+                epoch, first = found[0].decode(), int(found[1])
+                frames = [
+                    positioned(group, text, epoch, first + i) for i, text in enumerate(texts[group])
+                ]
+                recorded[group] = (frames, Position(epoch, first))
+        return recorded
 
     async def areplay(self, group: str, since: Position) -> Replay | None:
         found = await self._client().eval(_REPLAY, 2, *self._keys(group), since.epoch, since.offset)
@@ -322,16 +362,26 @@ async def arecord(group: str, texts: list[str]) -> tuple[list[str], Position | N
     fails is logged; the pushes then go out without a position (a client
     resuming past them is told to reset only if the gap shows).
     """
-    if not texts or not enabled():
-        return texts, None
+    return (await arecord_many({group: texts}))[group]
+
+
+async def arecord_many(
+    texts: Mapping[str, list[str]],
+) -> dict[str, tuple[list[str], Position | None]]:
+    """:func:`arecord` for several groups, in one round trip to a Redis store."""
+    unrecorded: dict[str, tuple[list[str], Position | None]] = {
+        group: (group_texts, None) for group, group_texts in texts.items()
+    }
+    if not enabled() or not any(texts.values()):
+        return unrecorded
     try:
-        recorded = await store().aappend(group, texts)
+        recorded = await store().aappend_many(texts)
     except Exception:
-        logger.exception("Recording %d pushes to %r in the history failed", len(texts), group)
-        return texts, None
-    if recorded is None:
-        return texts, None
-    return recorded
+        count = sum(len(group_texts) for group_texts in texts.values())
+        where = repr(next(iter(texts))) if len(texts) == 1 else f"{len(texts)} groups"
+        logger.exception("Recording %d pushes to %s in the history failed", count, where)
+        return unrecorded
+    return {**unrecorded, **recorded}
 
 
 _store: HistoryStore | None = None

@@ -1,0 +1,270 @@
+"""Send group events in as few channel-layer round trips as the layer allows.
+
+The change feed publishes every push as its own channel-layer event (the
+4.x shape: a consumer reading ``event["message"]`` gets each one). Sent one
+``group_send`` at a time, that costs channels_redis's ``RedisChannelLayer``
+four Redis round trips per push (prune the group, read it, prune the
+channels, add the message), and a round trip through redis-py's asyncio
+client costs about 100 µs of CPU: more than a small save's own work.
+
+:func:`agroups_send` sends the events queued for any number of groups, each
+still its own event with its own delivery, in order within its group, the
+way ``group_send`` would, but:
+
+- ``RedisChannelLayer``: one pipeline per Redis host reads the groups
+  (pruning expired members, as ``group_send`` does), then one script call
+  per host (per :data:`MESSAGES_PER_CALL` messages) prunes each member
+  channel's expired messages and adds the events, within each channel's
+  capacity, with strictly increasing scores so they are received in order.
+  A one-push save thus costs two round trips instead of four; a batch of
+  many pushes to many groups costs about as much. The messages are built
+  and serialized by the layer's own ``_map_channel_keys_to_connection``, so
+  encryption, serializers and process-specific channels behave as in
+  ``group_send``.
+- ``RedisPubSubChannelLayer``: the publishes go out in one pipeline per
+  shard.
+- Any other layer, or a channels_redis layer whose class overrides
+  ``group_send`` (or lacks what this module relies on), gets one
+  ``group_send`` per event, as before.
+
+The way is chosen once per layer class (:func:`sender_for`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+__all__ = ["MESSAGES_PER_CALL", "agroups_send", "sender_for"]
+
+logger = logging.getLogger("rohrpost")
+
+Events = Mapping[str, Sequence[dict[str, Any]]]
+Sender = Callable[[Any, Events], Awaitable[None]]
+
+#: Most messages one script call adds: a call blocks its Redis server while it runs.
+MESSAGES_PER_CALL = 2000
+
+# KEYS: channel keys on one host. ARGV: the expiry in seconds, the prune limit
+# (messages scored at or below it have expired), then for each key its
+# capacity, its message count n, and n pairs of score and serialized message.
+# Returns how many messages were dropped because their channel was full
+# (group_send drops them too, and logs it).
+_ADD_SCRIPT = """
+local expiry = ARGV[1]
+local at = 3
+local dropped = 0
+for i = 1, #KEYS do
+    local key = KEYS[i]
+    redis.call('ZREMRANGEBYSCORE', key, 0, ARGV[2])
+    local room = tonumber(ARGV[at]) - redis.call('ZCOUNT', key, '-inf', '+inf')
+    local count = tonumber(ARGV[at + 1])
+    at = at + 2
+    local added = 0
+    for j = 1, count do
+        if added < room then
+            redis.call('ZADD', key, ARGV[at], ARGV[at + 1])
+            added = added + 1
+        else
+            dropped = dropped + 1
+        end
+        at = at + 2
+    end
+    if added > 0 then
+        redis.call('EXPIRE', key, expiry)
+    end
+end
+return dropped
+"""
+
+_ADD_SCRIPT_SHA1 = hashlib.sha1(_ADD_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+
+_senders: dict[type, Sender] = {}
+# The last score this process gave a message: scores only grow, so a batch
+# sent within one clock tick of the previous one is still received after it.
+_last_score = 0.0
+
+
+async def agroups_send(layer: Any, events: Events) -> None:
+    """Send each group's events to it, in order, as ``layer.group_send`` would.
+
+    Args:
+        layer: A channel layer.
+        events: The events for each group, in the order each group gets them.
+
+    Raises nothing: what fails is logged, with the groups it was for, and a
+    group the layer refuses (a name it does not allow) does not keep the
+    others from their events. An event that reached no channel because the
+    channel was full is dropped and logged, as ``group_send`` does.
+    """
+    if not events:
+        return
+    try:
+        await sender_for(layer)(layer, events)
+    except Exception:
+        _log_failure(events)
+
+
+def _log_failure(events: Events) -> None:
+    frames = sum(len(event.get("messages", "1")) for group in events.values() for event in group)
+    where = f"group {next(iter(events))!r}" if len(events) == 1 else f"{len(events)} groups"
+    logger.exception("Publishing %d frames to %s failed", frames, where)
+
+
+def sender_for(layer: Any) -> Sender:
+    """The cheapest way to send a batch to a group on ``layer`` (chosen once per class)."""
+    cls = type(layer)
+    sender = _senders.get(cls)
+    if sender is None:
+        sender = _senders[cls] = _choose(cls)
+    return sender
+
+
+def _choose(cls: type) -> Sender:
+    try:
+        from channels_redis.core import RedisChannelLayer
+        from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer
+    except ImportError:  # channels_redis is an extra (rohrpost[redis])
+        return _aone_by_one
+    core_relies_on = ("_map_channel_keys_to_connection", "_group_key", "connection")
+    if (
+        issubclass(cls, RedisChannelLayer)
+        and not _overrides(cls, RedisChannelLayer, "group_send")
+        and all(hasattr(cls, name) for name in core_relies_on)
+    ):
+        return _acore_send
+    # The pub/sub layer's methods are its per-loop layer's, reached through __getattr__.
+    pubsub_relies_on = ("_get_group_channel_name", "_get_shard")
+    if (
+        issubclass(cls, RedisPubSubChannelLayer)
+        and not _overrides(cls, RedisPubSubChannelLayer, "group_send")
+        and all(hasattr(RedisPubSubLoopLayer, name) for name in pubsub_relies_on)
+    ):
+        return _apubsub_send
+    return _aone_by_one
+
+
+def _overrides(cls: type, base: type, name: str) -> bool:
+    """Whether a subclass of ``base`` defines ``name`` itself (then its own way is kept)."""
+    mro = cls.__mro__
+    return any(name in vars(klass) for klass in mro[: mro.index(base)])
+
+
+async def _aone_by_one(layer: Any, events: Events) -> None:
+    for group, group_events in events.items():
+        try:
+            for event in group_events:
+                await layer.group_send(group, event)
+        except Exception:
+            _log_failure({group: group_events})
+
+
+def _scores(count: int) -> list[float]:
+    global _last_score
+    score = max(time.time(), _last_score + 1e-6)
+    scores = [score + index * 1e-6 for index in range(count)]
+    _last_score = scores[-1]
+    return scores
+
+
+async def _acore_send(layer: Any, events: Events) -> None:
+    # Read every group, one pipeline per host that holds groups.
+    pipes: dict[int, Any] = {}
+    order: list[tuple[int, str]] = []
+    expired = int(time.time()) - layer.group_expiry
+    for group in events:
+        try:
+            layer.require_valid_group_name(group)
+        except Exception:
+            _log_failure({group: events[group]})
+            continue
+        index = layer.consistent_hash(group)
+        pipe = pipes.get(index)
+        if pipe is None:
+            pipe = pipes[index] = layer.connection(index).pipeline(transaction=False)
+        group_key = layer._group_key(group)
+        pipe.zremrangebyscore(group_key, min=0, max=expired)
+        pipe.zrange(group_key, 0, -1)
+        order.append((index, group))
+    replies = {index: iter(await pipe.execute()) for index, pipe in pipes.items()}
+    # Each event's message per channel key, built and serialized by the layer
+    # itself (with the channels it is for), exactly as in group_send.
+    per_key: dict[bytes, list[bytes]] = {}
+    key_host: dict[bytes, int] = {}
+    capacities: dict[bytes, int] = {}
+    for index, group in order:
+        next(replies[index])  # how many expired members were pruned
+        members = next(replies[index])
+        if not members:
+            continue
+        channel_names = [member.decode("utf8") for member in members]
+        for event in events[group]:
+            hosts, messages, key_capacities = layer._map_channel_keys_to_connection(
+                channel_names, event
+            )
+            for host, keys in hosts.items():
+                for key in keys:
+                    if key not in per_key:
+                        per_key[key], key_host[key] = [], host
+                        capacities[key] = key_capacities[key]
+                    per_key[key].append(messages[key])
+    if not per_key:
+        return
+    # One score per message, growing in the order the events were given, so a
+    # channel receives each group's events in order.
+    total = sum(len(messages) for messages in per_key.values())
+    scores = iter(_scores(total))
+    prune_below = int(time.time()) - int(layer.expiry)
+    calls: dict[int, list[tuple[list[bytes], list[Any]]]] = {}
+    for key, messages in per_key.items():
+        host_calls = calls.setdefault(key_host[key], [])
+        if not host_calls or len(host_calls[-1][1]) > 2 * MESSAGES_PER_CALL:
+            host_calls.append(([], [layer.expiry, prune_below]))
+        keys, args = host_calls[-1]
+        keys.append(key)
+        args += [capacities[key], len(messages)]
+        for message in messages:
+            args += [next(scores), message]
+    dropped = 0
+    for host, host_calls in calls.items():
+        connection = layer.connection(host)
+        for keys, args in host_calls:
+            dropped += await _arun_script(connection, keys, args)
+    if dropped:
+        logger.info(
+            "%s of %s messages to groups %s dropped: channels over capacity",
+            dropped,
+            total,
+            ", ".join(events),
+        )
+
+
+async def _arun_script(connection: Any, keys: list[bytes], args: list[Any]) -> int:
+    from redis.exceptions import NoScriptError
+
+    try:  # by its digest: the script's text travels once per Redis server
+        dropped: int = await connection.evalsha(_ADD_SCRIPT_SHA1, len(keys), *keys, *args)
+    except NoScriptError:
+        dropped = await connection.eval(_ADD_SCRIPT, len(keys), *keys, *args)
+    return dropped
+
+
+async def _apubsub_send(layer: Any, events: Events) -> None:
+    loop_layer = layer._get_layer()
+    serialize = loop_layer.channel_layer.serialize
+    by_shard: dict[Any, list[tuple[str, bytes]]] = {}
+    for group, group_events in events.items():
+        group_channel = loop_layer._get_group_channel_name(group)
+        shard = loop_layer._get_shard(group_channel)
+        publishes = by_shard.setdefault(shard, [])
+        publishes += [(group_channel, serialize(event)) for event in group_events]
+    for shard, publishes in by_shard.items():
+        async with shard._lock:
+            shard._ensure_redis()
+            pipe = shard._redis.pipeline(transaction=False)
+            for group_channel, payload in publishes:
+                pipe.publish(group_channel, payload)
+            await pipe.execute()

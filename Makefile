@@ -83,7 +83,8 @@ jstest: $(STAMP) $(JS_STAMP)
 
 test: lint typecheck docs pytest jstest
 
-bench: $(STAMP)
+# bench.history_js runs the JavaScript client in Node: it needs clients/js's packages.
+bench: $(STAMP) $(JS_STAMP)
 	$(BIN)/python -m bench
 
 clean:

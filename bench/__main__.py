@@ -159,6 +159,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="do not run the history benchmark (python -m bench.history) afterwards",
     )
+    parser.add_argument(
+        "--skip-history-js",
+        action="store_true",
+        help=(
+            "do not run the JS client's resume benchmark (python -m bench.history_js) afterwards"
+        ),
+    )
     args = parser.parse_args(argv)
     if args.rounds is None:
         args.rounds = 10 if args.quick else 120
@@ -552,6 +559,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print()
         code = history.main(["--quick"] if args.quick else []) or code
+    if not args.skip_history_js:
+        from bench import history_js
+
+        print()
+        code = history_js.main(["--quick"] if args.quick else []) or code
     return code
 
 

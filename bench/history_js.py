@@ -18,13 +18,26 @@ seconds more, none by default: as in :mod:`bench.history`, the outage lasts
 as long as the publishing); then the client reconnects on its own backoff,
 resubscribes ``since`` its last position, and applies the replay.
 
-Figures per layer, over ``--rounds`` rounds: the time from the reconnected
-socket's open to the moment the client has applied every missed push and
-has the resubscribe's reply (it is live; target: under 1 s for 1000), the
-Node process's CPU meanwhile, and the time a push published afterwards
-takes to be applied. A round fails (exit code 1) unless the client applied
-exactly the missed pushes and the live one, in order, once each, with the
-right position and no reset.
+Each layer is measured twice: with the client offering permessage-deflate,
+as the ``ws`` package does by default (uvicorn accepts it: every frame is
+compressed, and ``ws`` inflates each on libuv's thread pool), and without
+(``--deflate on`` or ``off`` measures one). Browsers offer it too, but
+inflate natively.
+
+Figures per layer and setting, over ``--rounds`` rounds:
+
+- **open -> live** (median, min, max): from the reconnected socket's open
+  (the resubscribe goes out in it) to the resubscribe's reply, by which the
+  client has applied every missed push (the server sends the replay first).
+  Target: under 1 s for 1000.
+- **client CPU**: the Node process's CPU time over that span.
+- **live push**: a push published once the client is live, until applied.
+- **open -> it**: from the open until that live push is applied.
+
+A round fails (exit code 1) unless the client applied exactly the missed
+pushes and then the live one, in order, once each, the reply said
+``resumed`` with their number, the position is the live push's and no
+``reset`` came: a run that delivers nothing cannot pass for a fast one.
 
 The Redis layer runs on a ``redis-server`` of the benchmark's own, or on
 ``--redis-url`` (the groups' names are unique to the run; their history keys
@@ -52,6 +65,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 JS_DIR = REPO_ROOT / "clients" / "js"
 SCRIPT = JS_DIR / "bench" / "resume.js"
 LAYERS = ("memory", "redis")
+DEFLATE = ("on", "off")
 #: Most seconds the client may take to be live again after 1000 missed pushes.
 RESUME_TARGET_SECONDS = 1.0
 SERVER_START_SECONDS = 20.0
@@ -79,11 +93,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--redis-url", help="the Redis layer's Redis (default: a redis-server of the bench's own)"
     )
+    parser.add_argument(
+        "--deflate",
+        action="append",
+        choices=DEFLATE,
+        help=(
+            "on: the client offers permessage-deflate, as the ws package does by default; "
+            "off: it does not (repeatable; default both)"
+        ),
+    )
+    parser.add_argument(
+        "--history-size",
+        type=int,
+        default=5000,
+        help="the server's ROHRPOST['HISTORY']['SIZE'] (default 5000)",
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON")
     args = parser.parse_args(argv)
     args.missed = args.missed or (100 if args.quick else 1000)
     args.rounds = args.rounds or (2 if args.quick else 5)
     args.layer = args.layer or list(LAYERS)
+    args.deflate = args.deflate or list(DEFLATE)
     if args.missed < 1 or args.rounds < 1 or args.outage < 0:
         parser.error("--missed and --rounds must be at least 1, --outage at least 0")
     return args
@@ -105,13 +135,13 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(redis_url: str | None) -> tuple[subprocess.Popen[bytes], int]:
+def start_server(redis_url: str | None, history_size: int) -> tuple[subprocess.Popen[bytes], int]:
     """uvicorn serving :mod:`bench.history_js_app`; on ``redis_url``'s Redis layer if given."""
     port = _free_port()
     env = os.environ | {
         "DJANGO_SETTINGS_MODULE": "tests.e2e.settings",
         "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT)]),
-        "E2E_HISTORY_SIZE": "5000",
+        "E2E_HISTORY_SIZE": str(history_size),
     }
     env.pop("E2E_REDIS_URL", None)
     if redis_url is not None:
@@ -143,7 +173,9 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def run_client(node: str, port: int, name: str, args: argparse.Namespace) -> dict[str, Any]:
+def run_client(
+    node: str, port: int, name: str, deflate: bool, args: argparse.Namespace
+) -> dict[str, Any]:
     """Run ``resume.js`` against the server on ``port``; its rounds, or BenchFailure."""
     config = {
         "port": port,
@@ -151,6 +183,7 @@ def run_client(node: str, port: int, name: str, args: argparse.Namespace) -> dic
         "missed": args.missed,
         "rounds": args.rounds,
         "outageMs": round(args.outage * 1000),
+        "deflate": deflate,
     }
     try:
         done = subprocess.run(
@@ -169,16 +202,25 @@ def run_client(node: str, port: int, name: str, args: argparse.Namespace) -> dic
     return result
 
 
-def measure_layer(node: str, layer: str, redis_url: str | None, args: argparse.Namespace) -> Any:
+def measure_layer(
+    node: str, layer: str, redis_url: str | None, args: argparse.Namespace
+) -> dict[str, dict[str, Any]]:
+    """The client's results on one layer's server, for each ``--deflate`` setting."""
     name = f"js-{layer}-{os.getpid()}-{time.time_ns()}"
-    process, port = start_server(redis_url if layer == "redis" else None)
+    process, port = start_server(redis_url if layer == "redis" else None, args.history_size)
     try:
-        result = run_client(node, port, name, args)
+        results = {}
+        for deflate in args.deflate:
+            result = run_client(node, port, f"{name}-{deflate}", deflate == "on", args)
+            if ("permessage-deflate" in result["extensions"]) != (deflate == "on"):
+                extensions = result["extensions"] or "no extension"
+                raise BenchFailure(f"deflate {deflate}, but the server accepted {extensions}")
+            results[deflate] = result
+        return results
     finally:
         stop_server(process)
         if layer == "redis" and args.redis_url is not None:
             _delete_history(args.redis_url, name)
-    return result
 
 
 def _delete_history(redis_url: str, name: str) -> None:
@@ -194,15 +236,17 @@ def _delete_history(redis_url: str, name: str) -> None:
         client.close()
 
 
-def summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+def summary(rounds: list[dict[str, Any]], extensions: str) -> dict[str, Any]:
     def spread(key: str) -> dict[str, float]:
         values = [each[key] for each in rounds]
         return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
     return {
+        "extensions": extensions,
         "resume_ms": spread("resume_ms"),
         "client_cpu_ms": spread("client_cpu_ms"),
         "live_push_ms": spread("live_push_ms"),
+        "confirmed_ms": spread("confirmed_ms"),
         "met": statistics.median(each["resume_ms"] for each in rounds)
         <= RESUME_TARGET_SECONDS * 1e3,
         "rounds": rounds,
@@ -219,9 +263,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             redis_server = RedisServer()
             redis_url = redis_server.url
         for layer in args.layer:
-            result = measure_layer(node, layer, redis_url, args)
-            results["node"] = result["node"]
-            results[layer] = summary(result["rounds"])
+            for deflate, result in measure_layer(node, layer, redis_url, args).items():
+                results["node"] = result["node"]
+                results[f"{layer}, deflate {deflate}"] = summary(
+                    result["rounds"], result["extensions"]
+                )
     finally:
         if redis_server is not None:
             redis_server.stop()
@@ -231,20 +277,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def print_report(args: argparse.Namespace, results: dict[str, Any]) -> None:
     outage = f", {args.outage:g} s outage" if args.outage else ""
     print(
-        f"history, JS client (Node {results['node']}): {args.missed} missed pushes{outage}, "
-        f"{args.rounds} resumes per layer, uvicorn"
+        f"history, JS client (Node {results['node']}, ws): {args.missed} missed "
+        f"pushes{outage}, {args.rounds} resumes each, uvicorn"
     )
     print(
-        f"{'layer':<8}{'open -> live: median':>22}{'min':>7}{'max':>7}"
-        f"{'client CPU':>12}{'live push':>11}   target <= {RESUME_TARGET_SECONDS:.0f} s"
+        f"{'layer, ws deflate':<20}{'open -> live: median':>22}{'min':>7}{'max':>7}"
+        f"{'client CPU':>12}{'live push':>11}{'open -> it':>12}   "
+        f"target <= {RESUME_TARGET_SECONDS:.0f} s"
     )
-    for layer in args.layer:
-        figures = results[layer]
+    for key, figures in results.items():
+        if key == "node":
+            continue
         resume = figures["resume_ms"]
         print(
-            f"{layer:<8}{resume['median']:>19.0f} ms{resume['min']:>7.0f}{resume['max']:>7.0f}"
+            f"{key:<20}{resume['median']:>19.0f} ms{resume['min']:>7.0f}{resume['max']:>7.0f}"
             f"{figures['client_cpu_ms']['median']:>9.0f} ms"
-            f"{figures['live_push_ms']['median']:>8.1f} ms   "
+            f"{figures['live_push_ms']['median']:>8.1f} ms"
+            f"{figures['confirmed_ms']['median']:>9.0f} ms   "
             f"{'met' if figures['met'] else 'MISSED'}"
         )
 

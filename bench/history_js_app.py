@@ -22,9 +22,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.e2e.app import application
+
 from rohrpost import asend_to_group, rohrpost_handler
 from rohrpost.changefeed import PUSH_TYPE
-from tests.e2e.app import application
 
 __all__ = ["application"]
 

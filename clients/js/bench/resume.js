@@ -22,11 +22,10 @@
 // order, the reply said `resumed: missed`, the position is the last push's and no
 // "reset" came: a run that delivers nothing cannot pass for a fast one.
 
+import net from "node:net";
 import { performance } from "node:perf_hooks";
 
 import WebSocket from "ws";
-
-import net from "node:net";
 
 import { RohrpostClient } from "../src/rohrpost.js";
 

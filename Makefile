@@ -70,7 +70,8 @@ CORE := protocol encoding registry dispatch consumers main message handlers \
 comma := ,
 CORE_FILES := $(subst $() ,$(comma),$(foreach m,$(CORE),*/rohrpost/$(m).py))
 
-pytest: $(STAMP)
+# tests/test_bench_history_js.py runs the JavaScript client in Node: it needs its packages.
+pytest: $(STAMP) $(JS_STAMP)
 	$(BIN)/pytest --cov --cov-report=term
 	$(BIN)/coverage report --fail-under=100 --include='$(CORE_FILES)'
 

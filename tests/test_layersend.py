@@ -203,6 +203,30 @@ async def test_a_redis_that_never_saw_the_script_is_sent_it_once(tmp_path: Path)
         server.stop()
 
 
+async def test_a_batch_to_many_groups_runs_one_script_and_no_group_send(tmp_path: Path) -> None:
+    """What makes it cheap: no per-event commands, one script call for every group."""
+    server = RedisServer(tmp_path)
+    try:
+        layer = RedisChannelLayer(hosts=[server.url])
+        groups = [f"group-{index}" for index in range(10)]
+        for group in groups:
+            await layer.group_add(group, "reader")
+        client = server.client()
+        client.config_resetstat()
+        await layersend.agroups_send(layer, {group: _events(5, group) for group in groups})
+        stats = client.info("commandstats")
+        calls = {name.removeprefix("cmdstat_"): stat["calls"] for name, stat in stats.items()}
+        assert calls["zrange"] == 10  # one read per group, all in one pipeline
+        assert calls["evalsha"] == 1
+        assert calls.get("eval", 0) == 1  # the first call on this server loads the script
+        assert calls["zadd"] == 50
+        client.close()
+        assert len(await _receive_all(layer, "reader", 50)) == 50
+        await layer.flush()
+    finally:
+        server.stop()
+
+
 async def test_pubsub_layers_publish_a_batch_in_one_pipeline(redis_url: str) -> None:
     layer = RedisPubSubChannelLayer(hosts=[redis_url], prefix=f"test-{uuid.uuid4().hex}")
     try:

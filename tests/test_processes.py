@@ -124,6 +124,34 @@ class Cluster:
         assert result.returncode == 0, result.stderr
 
 
+    def record_only(self, group: str, text: str, count: int) -> None:
+        """Record ``count`` pushes in ``group``'s history without sending them (from a script).
+
+        What a publisher leaves behind when its ``group_send`` fails after the
+        history append (Redis blipped, a channel at capacity): no connection
+        gets them live, the history has them.
+        """
+        code = (
+            "import django; django.setup()\n"
+            "import asyncio, json, sys\n"
+            "from rohrpost import history\n"
+            "texts = [json.dumps({'id': n + 1, 'type': 'shout', 'data': {'text': sys.argv[2]"
+            " if n == 0 else f'{sys.argv[2]}-{n + 1}'}}) for n in range(int(sys.argv[3]))]\n"
+            "frames, position = asyncio.run(history.arecord(sys.argv[1], texts))\n"
+            "assert position is not None, 'the group is not tracked'\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code, group, text, str(count)],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+
+
 @pytest.fixture(scope="module", params=["core", "pubsub"])
 def cluster(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -451,3 +479,34 @@ async def test_a_live_subscriber_sees_a_new_epoch_after_redis_restarted_empty(
         (push,) = await shouts(client, 1)
         assert push["position"]["epoch"] != reply["position"]["epoch"]
         assert push["position"]["offset"] == 1
+
+
+async def test_a_held_group_resubscribed_since_its_position_gets_what_the_layer_lost(
+    cluster: Cluster,
+) -> None:
+    """Pushes recorded in the history but lost on their way come again, then live ones once."""
+    name = f"lost-{next(_ids)}"
+    group = f"feed-{name}"
+    async with connect(cluster.servers[1].url("sync")) as client:
+        await follow(client, "feed", name)
+        await asyncio.to_thread(cluster.publish, group, "seen", 2)
+        last = (await shouts(client, 2))[-1]["position"]
+        await asyncio.to_thread(cluster.record_only, group, "lost", 3)
+        await asyncio.to_thread(cluster.publish, group, "after")
+        (after,) = await shouts(client, 1)
+        assert after["position"]["offset"] == last["offset"] + 4  # the client sees the gap
+        since = {"epoch": last["epoch"], "offset": last["offset"]}
+        reply, replayed = await follow(client, "feed", name, since)
+        assert [p["data"]["text"] for p in replayed] == ["lost", "lost-2", "lost-3", "after"]
+        offsets = [p["position"]["offset"] for p in replayed]
+        assert offsets == list(range(last["offset"] + 1, last["offset"] + 5))
+        assert reply == {
+            "group": group,
+            "position": {"epoch": last["epoch"], "offset": offsets[-1]},
+            "resumed": 4,
+        }
+        await asyncio.to_thread(cluster.publish, group, "live", 2)
+        live = await shouts(client, 2)
+        assert [p["data"]["text"] for p in live] == ["live", "live-2"]
+        assert [p["position"]["offset"] for p in live] == [offsets[-1] + 1, offsets[-1] + 2]
+        await assert_ping_works(client)  # and nothing came before the pong

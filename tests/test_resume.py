@@ -220,12 +220,79 @@ async def test_on_a_first_subscription_a_racing_push_follows_the_reply(
         assert "position" not in held
 
 
-async def test_a_client_already_subscribed_is_not_replayed_to(consumer_class: type[Any]) -> None:
+async def lose(group: str, *notes: int) -> None:
+    """Record pushes in the group's history that no connection gets (lost on their way)."""
+    await history.arecord(group, [json.dumps(note(n)) for n in notes])
+
+
+async def test_a_client_already_subscribed_gets_the_pushes_it_lost_replayed(
+    consumer_class: type[Any],
+) -> None:
+    """A held group resubscribed since a position: the missing pushes, then live, none twice."""
+    from channels.layers import get_channel_layer
+
+    async with connect(consumer_class) as client:
+        epoch = (await ask(client, subscribe("log")))["data"]["position"]["epoch"]
+        await asend_to_group("log-1", note(1))
+        await lose("log-1", 2, 3)
+        await asend_to_group("log-1", note(4))  # the client sees the gap: 1, then 4
+        assert [p["position"]["offset"] for p in await frames(client, 2)] == [1, 4]
+        await client.send_to(text_data=json.dumps(subscribe("log", {"epoch": epoch, "offset": 1}, 2)))
+        replayed = await frames(client, 3)
+        assert [(p["id"], p["position"]["offset"]) for p in replayed] == [(2, 2), (3, 3), (4, 4)]
+        (reply,) = await frames(client, 1)
+        assert reply["id"] == 2
+        assert reply["data"] == {
+            "group": "log-1",
+            "position": {"epoch": epoch, "offset": 4},
+            "resumed": 3,
+        }
+        # A push the replay sent that reaches the connection late is dropped; later ones pass.
+        late = {"type": "rohrpost.message", "message": json.dumps(note(3)), "group": "log-1"}
+        await get_channel_layer().group_send("log-1", {**late, "epoch": epoch, "offset": 3})
+        await asend_to_group("log-1", note(5))
+        (live,) = await frames(client, 1)
+        assert live["id"] == 5
+        assert await client.receive_nothing(timeout=0.05)
+        # Nothing missed: an empty replay, and the connection stays in the group.
+        reply = await ask(client, subscribe("log", {"epoch": epoch, "offset": 5}, 3))
+        assert reply["data"] == {
+            "group": "log-1",
+            "position": {"epoch": epoch, "offset": 5},
+            "resumed": 0,
+        }
+        await asend_to_group("log-1", note(6))
+        assert [p["id"] for p in await frames(client, 1)] == [6]
+
+
+async def test_a_client_already_subscribed_whose_pushes_are_gone_is_told_to_reset(
+    consumer_class: type[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(history, "_store", MemoryHistory(size=3, ttl=60))
+    async with connect(consumer_class) as client:
+        epoch = (await ask(client, subscribe()))["data"]["position"]["epoch"]
+        await lose("board-1", *range(1, 6))  # more than the history keeps
+        STATE.update(cards=["after 5 changes"])
+        reply = await ask(client, subscribe(since={"epoch": epoch, "offset": 0}, request_id=2))
+        assert reply["data"] == {
+            "group": "board-1",
+            "position": {"epoch": epoch, "offset": 5},
+            "reset": True,
+            "snapshot": {"cards": ["after 5 changes"]},
+        }
+        await asend_to_group("board-1", note(6))
+        assert [p["position"]["offset"] for p in await frames(client, 1)] == [6]
+        assert await client.receive_nothing(timeout=0.05)
+
+
+async def test_a_client_already_subscribed_without_since_gets_its_position_and_no_replay(
+    consumer_class: type[Any],
+) -> None:
     async with connect(consumer_class) as client:
         epoch = (await ask(client, subscribe("log")))["data"]["position"]["epoch"]
         await asend_to_group("log-1", note(1))
         await frames(client, 1)
-        reply = await ask(client, subscribe("log", {"epoch": epoch, "offset": 0}, 2))
+        reply = await ask(client, subscribe("log", request_id=2))
         assert reply["data"] == {"group": "log-1", "position": {"epoch": epoch, "offset": 1}}
         assert await client.receive_nothing(timeout=0.05)
 

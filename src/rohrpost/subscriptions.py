@@ -24,8 +24,11 @@ replies: ``forbidden`` (undeclared or not allowed: nothing is joined),
 ``invalid`` (a malformed group object, or a group name the channel layer
 would reject). Subscribing twice is harmless (one membership, one delivery),
 and checks the permission again each time: a ``subscribe`` refused for a group
-the connection is in takes it out. Unsubscribing from a group never joined is
-harmless too.
+the connection is in takes it out. For a kind with history, a ``subscribe``
+``since`` a position replays what came after it (or answers ``reset``) also
+for a group the connection is in: that is how a client fills a gap in the
+offsets it received, a push lost on its way. Unsubscribing from a group never
+joined is harmless too.
 
 A subscription is checked again, and dropped when its permission no longer
 holds (the client gets an ``unsubscribed`` push), whenever the connection's
@@ -270,7 +273,9 @@ class Subscriptions:
             records[name] = _Subscription(kind_name, kind, data)
         reply: dict[str, Any] = {"group": name}
         if kind.history:
-            await _aresume(consumer, kind, data, name, None if joined else since, reply)
+            # A held group too: a client that saw a gap in its offsets (a push lost
+            # on its way) asks for what is missing.
+            await _aresume(consumer, kind, data, name, since, reply)
         return reply
 
     async def unsubscribe(self, consumer: Any, request: dict[str, Any]) -> dict[str, str]:
@@ -336,7 +341,10 @@ async def _aresume(
     """Fill ``reply`` with the position, what was replayed, or the reset and the snapshot.
 
     Replayed pushes are sent before the reply; live ones held meanwhile follow
-    it, less those the replay or the snapshot already covers.
+    it, less those the replay or the snapshot already covers. The same for a
+    group the connection already holds: its floor moves up to the replayed
+    position, so a live push the replay already sent is dropped when it comes
+    late, and every later one passes.
     """
     store = _history.store()
     position = await store.aopen(name)  # from now on, its pushes are recorded

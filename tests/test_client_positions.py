@@ -28,21 +28,29 @@ def test_pushes_in_order_move_the_position_and_repeats_are_dropped() -> None:
 def test_pushes_that_cross_are_both_applied_and_the_position_waits_for_the_gap() -> None:
     """Two publishers: offset 2 arrives before offset 1; neither is dropped."""
     subscriptions = tracked()
-    assert subscriptions.advance("g", at(2)) is Advance.NEW
+    assert not subscriptions.gap_open("g")
+    assert subscriptions.advance("g", at(2)) is Advance.AHEAD
+    assert subscriptions.gap_open("g")
     assert subscriptions.position("g") == at(0)  # a resume asks for 1 and on
     assert subscriptions.advance("g", at(2)) is Advance.DUPLICATE
     assert subscriptions.advance("g", at(1)) is Advance.NEW
+    assert not subscriptions.gap_open("g")
     assert subscriptions.position("g") == at(2)
     # A replay after a reconnect repeats what was ahead: dropped.
     assert subscriptions.advance("g", at(3)) is Advance.NEW
     assert subscriptions.advance("g", at(3)) is Advance.DUPLICATE
 
 
-def test_a_gap_that_stays_open_is_a_loss() -> None:
+def test_a_gap_that_many_pushes_passed_is_to_be_filled_at_once() -> None:
     subscriptions = tracked()
     for offset in range(2, 2 + MAX_AHEAD):
-        assert subscriptions.advance("g", at(offset)) is Advance.NEW
+        assert subscriptions.advance("g", at(offset)) is Advance.AHEAD
     assert subscriptions.advance("g", at(2 + MAX_AHEAD)) is Advance.GAP
+    # What a gap-fill's replay brings: the missing one, then repeats, dropped.
+    assert subscriptions.advance("g", at(1)) is Advance.NEW
+    assert subscriptions.advance("g", at(2)) is Advance.DUPLICATE
+    assert subscriptions.position("g") == at(2 + MAX_AHEAD)
+    assert not subscriptions.gap_open("g")
 
 
 def test_a_reply_position_moves_past_what_was_ahead_and_a_new_epoch_starts_over() -> None:

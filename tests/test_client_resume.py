@@ -2,23 +2,38 @@
 
 The client keeps the last position per group, resubscribes ``since`` it after
 a reconnect (the server replays what was missed), drops pushes it has seen,
-and queues a ``reset`` push when the missed pushes are gone: after a server
-restart (the in-memory history went with it), or when a push of a new epoch
-comes on a live connection.
+asks the same way for a push lost on a live connection (a gap in the offsets
+that stays open), and queues a ``reset`` push when the missed pushes are gone:
+after a server restart (the in-memory history went with it), or when a push
+of a new epoch comes on a live connection. What the demo cannot be made to
+answer on demand is played by a scripted server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from websockets.asyncio.server import ServerConnection
 
 from rohrpost.client import Client, Push
+from rohrpost.client import _client as client_module
+from rohrpost.client._subscriptions import MAX_AHEAD
 from tests.demo_server import DemoServer, restarted_demo, run_demo
-from tests.test_client import FAST, IO_TIMEOUT, CuttableProxy, add_task, next_push, until
+from tests.test_client import (
+    FAST,
+    IO_TIMEOUT,
+    CuttableProxy,
+    add_task,
+    answer,
+    next_push,
+    scripted_server,
+    until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -194,3 +209,160 @@ async def test_a_push_without_a_position_in_a_group_with_history_resets_it(
         assert reset.type == "reset"
         assert client.position("board-1") == reset.data["position"]
         assert await quiet(client) == []  # one fresh subscribe for both
+
+
+# --- a push lost on a live connection ----------------------------------------------------
+
+
+async def test_a_push_lost_on_a_live_connection_is_filled_in_without_a_reset(
+    demo: DemoServer,
+) -> None:
+    async with Client(demo.ws_url) as client:
+        data = await client.subscribe_data(PUBLIC)
+        lost: list[str] = []
+        dispatch = client._dispatch
+
+        def losing(text: str) -> None:
+            # The server's channel layer dropping one push on its way to this client.
+            frame = json.loads(text)
+            if not lost and frame.get("data", {}).get("object", {}).get("title") == "lost":
+                lost.append(text)
+                return
+            dispatch(text)
+
+        client._dispatch = losing  # type: ignore[method-assign]
+        await add_task(demo, "lost")
+        await until(lambda: bool(lost))
+        await add_task(demo, "after")  # the gap shows
+        got = [await next_push(client) for _ in range(2)]
+        assert [(push.type, push.object["title"]) for push in got] == [
+            ("subscription-update", "after"),
+            ("subscription-update", "lost"),  # replayed, late
+        ]
+        start = data["position"]["offset"]
+        assert [push.position["offset"] for push in got] == [start + 2, start + 1]
+        assert client.position("board-1") == {
+            "epoch": data["position"]["epoch"],
+            "offset": start + 2,
+        }
+        live = await add_task(demo, "live")
+        assert (await next_push(client)).object == live
+        assert await quiet(client) == []  # no reset, nothing twice
+
+
+def update(offset: int, epoch: str = "e") -> dict[str, Any]:
+    """A push to the group "feed" at ``offset``."""
+    return {
+        "id": offset,
+        "type": "subscription-update",
+        "data": {"type": "update", "group": "feed", "object": {"n": offset}},
+        "position": {"group": "feed", "epoch": epoch, "offset": offset},
+    }
+
+
+FEED = {"type": "feed"}
+
+
+async def test_a_gap_the_server_cannot_fill_is_asked_for_once_and_ends_in_a_reset() -> None:
+    requests: list[dict[str, Any]] = []
+
+    async def script(connection: ServerConnection, number: int) -> None:
+        await answer(connection, {"group": "feed", "position": {"epoch": "e", "offset": 0}})
+        for offset in (1, 3, 4, 5):  # 2 was lost on its way
+            await connection.send(json.dumps(update(offset)))
+        gone = {"group": "feed", "position": {"epoch": "e", "offset": 9}, "reset": True}
+        requests.append(await answer(connection, {**gone, "snapshot": {"n": 9}}))
+        with contextlib.suppress(asyncio.TimeoutError):  # nothing more is asked
+            requests.append(json.loads(await asyncio.wait_for(connection.recv(), 0.5)))
+        await connection.send(json.dumps(update(10)))
+        await connection.wait_closed()
+
+    async with scripted_server(script) as url, Client(url, ping_interval=None) as client:
+        await client.subscribe(FEED)
+        pushes = [await next_push(client) for _ in range(6)]
+    assert [push.type for push in pushes] == [
+        *["subscription-update"] * 4,
+        "reset",
+        "subscription-update",
+    ]
+    assert pushes[4].data == {
+        "group": "feed",
+        "snapshot": {"n": 9},
+        "position": {"epoch": "e", "offset": 9},
+    }
+    assert pushes[5].position == update(10)["position"]
+    (request,) = requests
+    assert (request["type"], request["data"]) == ("subscribe", FEED)
+    assert request["since"] == {"epoch": "e", "offset": 1}  # below the gap
+
+
+async def test_a_gap_that_max_ahead_pushes_passed_is_asked_for_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(client_module, "GAP_FILL_DELAY", 60.0)  # only the count can trigger it
+    top = 2 + MAX_AHEAD
+    requests: list[dict[str, Any]] = []
+
+    async def script(connection: ServerConnection, number: int) -> None:
+        await answer(connection, {"group": "feed", "position": {"epoch": "e", "offset": 0}})
+        for offset in range(2, top + 1):
+            await connection.send(json.dumps(update(offset)))
+        request = json.loads(await asyncio.wait_for(connection.recv(), IO_TIMEOUT))
+        requests.append(request)
+        for offset in range(1, top + 1):  # the replay: the lost one, then repeats
+            await connection.send(json.dumps(update(offset)))
+        reply = {"group": "feed", "position": {"epoch": "e", "offset": top}, "resumed": top}
+        await connection.send(json.dumps({"id": request["id"], "type": "subscribe", "data": reply}))
+        await connection.wait_closed()
+
+    async with scripted_server(script) as url, Client(url, ping_interval=None) as client:
+        await client.subscribe(FEED)
+        offsets = [(await next_push(client)).position["offset"] for _ in range(top)]
+        await until(lambda: client.position("feed") == {"epoch": "e", "offset": top})
+        assert await quiet(client) == []
+    assert offsets == [*range(2, top + 1), 1]
+    assert requests[0]["since"] == {"epoch": "e", "offset": 0}
+
+
+async def test_a_refused_gap_fill_takes_the_client_out_of_the_group() -> None:
+    async def script(connection: ServerConnection, number: int) -> None:
+        await answer(connection, {"group": "feed", "position": {"epoch": "e", "offset": 0}})
+        await connection.send(json.dumps(update(2)))
+        request = json.loads(await asyncio.wait_for(connection.recv(), IO_TIMEOUT))
+        refusal = {"error": "You may not subscribe to this group.", "code": "forbidden"}
+        await connection.send(json.dumps({"id": request["id"], "type": "subscribe", **refusal}))
+        await connection.wait_closed()
+
+    async with scripted_server(script) as url, Client(url, ping_interval=None) as client:
+        await client.subscribe(FEED)
+        assert (await next_push(client)).position == update(2)["position"]
+        push = await next_push(client)
+        assert push.type == "unsubscribed"
+        assert push.group == "feed"
+        assert "for missing pushes" in (push.reason or "")
+        assert client.subscriptions == {}
+
+
+async def test_a_gap_fill_that_times_out_is_tried_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client_module, "GAP_FILL_DELAY", 0.05)
+    since: list[Any] = []
+
+    async def script(connection: ServerConnection, number: int) -> None:
+        await answer(connection, {"group": "feed", "position": {"epoch": "e", "offset": 0}})
+        await connection.send(json.dumps(update(2)))
+        since.append(json.loads(await asyncio.wait_for(connection.recv(), IO_TIMEOUT))["since"])
+        request = json.loads(await asyncio.wait_for(connection.recv(), IO_TIMEOUT))  # again
+        since.append(request["since"])
+        await connection.send(json.dumps(update(1)))
+        reply = {"group": "feed", "position": {"epoch": "e", "offset": 2}, "resumed": 2}
+        await connection.send(json.dumps({"id": request["id"], "type": "subscribe", "data": reply}))
+        await connection.wait_closed()
+
+    async with (
+        scripted_server(script) as url,
+        Client(url, ping_interval=None, call_timeout=0.2) as client,
+    ):
+        await client.subscribe(FEED)
+        assert [(await next_push(client)).position["offset"] for _ in range(2)] == [2, 1]
+        await until(lambda: client.position("feed") == {"epoch": "e", "offset": 2})
+    assert since == [{"epoch": "e", "offset": 0}] * 2

@@ -123,7 +123,6 @@ class Cluster:
         )
         assert result.returncode == 0, result.stderr
 
-
     def record_only(self, group: str, text: str, count: int) -> None:
         """Record ``count`` pushes in ``group``'s history without sending them (from a script).
 

@@ -237,7 +237,9 @@ async def test_a_client_already_subscribed_gets_the_pushes_it_lost_replayed(
         await lose("log-1", 2, 3)
         await asend_to_group("log-1", note(4))  # the client sees the gap: 1, then 4
         assert [p["position"]["offset"] for p in await frames(client, 2)] == [1, 4]
-        await client.send_to(text_data=json.dumps(subscribe("log", {"epoch": epoch, "offset": 1}, 2)))
+        await client.send_to(
+            text_data=json.dumps(subscribe("log", {"epoch": epoch, "offset": 1}, 2))
+        )
         replayed = await frames(client, 3)
         assert [(p["id"], p["position"]["offset"]) for p in replayed] == [(2, 2), (3, 3), (4, 4)]
         (reply,) = await frames(client, 1)

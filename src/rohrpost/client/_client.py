@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import json
@@ -18,7 +19,13 @@ from websockets.exceptions import ConnectionClosed
 from rohrpost.client._errors import ClosedByServer, ConnectionLost, RohrpostCallError
 from rohrpost.client._push import Push, PushIterator, PushQueue
 from rohrpost.client._requests import OnAnswer, PendingRequests
-from rohrpost.client._subscriptions import Advance, Position, Subscriptions, group_of
+from rohrpost.client._subscriptions import (
+    GAP_FILL_DELAY,
+    Advance,
+    Position,
+    Subscriptions,
+    group_of,
+)
 from rohrpost.client._websocket import http_origin, lost_error, open_websocket
 
 __all__ = ["Client", "OnConnect"]
@@ -123,6 +130,8 @@ class Client:
         self._subscriptions = Subscriptions(on_reset=self._on_reset)
         self._resets: set[asyncio.Task[None]] = set()  # subscribes for a fresh snapshot
         self._resetting: set[str] = set()  # the groups they are for
+        # group -> the task that fills a gap in its offsets, and what wakes it early
+        self._gap_fills: dict[str, tuple[asyncio.Task[None], asyncio.Event]] = {}
         self._pushes = PushQueue(max_pushes)
         self._stopped = False
         self._stop_error: Callable[[], ConnectionLost] | None = None
@@ -280,7 +289,11 @@ class Client:
         answers and pongs too. Pushes sent while the client was reconnecting
         are lost, except in groups with history: the client resubscribes
         ``since`` the last position it read and the server replays them (a
-        push seen twice is dropped). When they are gone, a ``reset`` push
+        push seen twice is dropped). A push lost on a live connection (the
+        server's channel layer dropped it) shows as a gap in the offsets: one
+        still open after ``GAP_FILL_DELAY`` (1 s), or ``MAX_AHEAD`` (100)
+        pushes past it, is asked for the same way, and comes late, after the
+        pushes that overtook it. When they are gone, a ``reset`` push
         (``data``: ``{"group", "snapshot", "position"}``) says so: start that
         group's state again from its snapshot. For groups without history,
         fetch state again in ``on_connect``.
@@ -454,15 +467,75 @@ class Client:
         try:
             await self._request("subscribe", group_object, timeout=None, on_answer=remember)
         except RohrpostCallError as exc:  # refused now: the server took us out of the group
-            logger.warning("Subscribing again to %s for a reset was refused: %s", group, exc)
-            self._subscriptions.forget_group(group)
-            reason = f"subscribing again for a reset was refused: {exc}"
-            self._pushes.put(Push("unsubscribed", {"group": group, "reason": reason}))
+            self._refused(group, "for a reset", exc)
         except (ConnectionLost, TimeoutError):
             # The next connection's resubscribe finishes the reset.
             self._subscriptions.reset_interrupted(group)
         finally:
             self._resetting.discard(group)
+
+    def _refused(self, group: str, purpose: str, exc: RohrpostCallError) -> None:
+        """A subscribe for a group held live was refused: the server took us out of it."""
+        logger.warning("Subscribing again to %s %s was refused: %s", group, purpose, exc)
+        self._subscriptions.forget_group(group)
+        reason = f"subscribing again {purpose} was refused: {exc}"
+        self._pushes.put(Push("unsubscribed", {"group": group, "reason": reason}))
+
+    def _fill_gap(self, group: str, *, now: bool) -> None:
+        """A push of ``group`` came beyond a gap in its offsets: see that the gap closes."""
+        found = self._gap_fills.get(group)
+        if found is None:
+            wake = asyncio.Event()
+            task = asyncio.create_task(self._afill_gap(group, wake))
+            self._gap_fills[group] = (task, wake)
+        else:
+            wake = found[1]
+        if now:
+            wake.set()
+
+    async def _afill_gap(self, group: str, wake: asyncio.Event) -> None:
+        """While ``group`` has a gap, ask the server for what is missing, now and then.
+
+        A gap that closes within ``GAP_FILL_DELAY`` was pushes that crossed;
+        one still open is a push lost on its way. A ``subscribe`` ``since``
+        the group's position gets it replayed (repeats of what came beyond
+        the gap are dropped as duplicates), or a ``reset`` answer when the
+        history no longer has it.
+        """
+        try:
+            while self._subscriptions.gap_open(group):
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(wake.wait(), GAP_FILL_DELAY)
+                wake.clear()
+                try:
+                    # After a reconnect, its resubscribe has asked for what is missing.
+                    connection = await self._wait_ready()
+                except ConnectionLost:
+                    return  # the client is closed
+                group_object = self._subscriptions.by_group().get(group)
+                if group_object is None:
+                    return  # unsubscribed meanwhile
+                if not self._subscriptions.gap_open(group) or group in self._resetting:
+                    continue  # closed by itself, or a fresh snapshot is on its way
+                try:
+                    await self._request(
+                        "subscribe",
+                        group_object,
+                        timeout=None,
+                        connection=connection,
+                        on_answer=self._subscriptions.remembering(group_object, again=True),
+                        extra=self._since(group),
+                    )
+                except RohrpostCallError as exc:
+                    self._refused(group, "for missing pushes", exc)
+                    return
+                except ConnectionLost:
+                    return  # the next connection's resubscribe asks since the position
+                except TimeoutError:
+                    logger.warning("No answer to the subscribe for missing pushes of %s", group)
+        finally:
+            if self._gap_fills.get(group, (None,))[0] is asyncio.current_task():
+                del self._gap_fills[group]
 
     async def _keepalive(self, connection: ClientConnection, interval: float) -> None:
         while True:
@@ -493,6 +566,8 @@ class Client:
         if self._stopped:
             return
         self._stopped = True
+        for task, _ in self._gap_fills.values():
+            task.cancel()
         self._pending.fail_all(self._closed_error)
         self._pushes.end()
         self._ready.set()  # callers waiting for a connection wake up and see the end
@@ -601,5 +676,7 @@ class Client:
             logger.debug("Dropped a push seen before in %s (%s).", group, position)
             return
         self._pushes.put(push)
-        if advance in (Advance.NEW_EPOCH, Advance.UNRECORDED, Advance.GAP):
+        if advance in (Advance.NEW_EPOCH, Advance.UNRECORDED):
             self._reset_live(group)
+        elif advance in (Advance.AHEAD, Advance.GAP):
+            self._fill_gap(group, now=advance is Advance.GAP)

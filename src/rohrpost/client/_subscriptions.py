@@ -2,7 +2,8 @@
 
 For groups with history it also keeps the last position applied, so that a
 resubscribe asks for what was missed (``since``) and a push seen twice is
-dropped.
+dropped, and the offsets applied beyond a gap, so that a gap that stays open
+(a push lost on its way) is asked for too.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from rohrpost.client._requests import OnAnswer
 
-__all__ = ["Advance", "Position", "Subscriptions", "group_of"]
+__all__ = ["GAP_FILL_DELAY", "MAX_AHEAD", "Advance", "Position", "Subscriptions", "group_of"]
 
 
 def _canonical(group_object: Any) -> str:
@@ -62,12 +63,19 @@ class Advance(Enum):
     DUPLICATE = "duplicate"  #: seen before: drop it
     NEW_EPOCH = "new_epoch"  #: the group's history was lost meanwhile: apply it, then reset
     UNRECORDED = "unrecorded"  #: no position in a group that had one: apply it, then reset
-    GAP = "gap"  #: a gap in the offsets stayed open too long: apply it, then reset
+    AHEAD = "ahead"  #: not seen before, but an earlier one is missing: apply it, mind the gap
+    GAP = "gap"  #: ahead of a gap that MAX_AHEAD pushes have passed: apply it, fill the gap now
 
 
-#: Most pushes held beyond a gap in a group's offsets before the gap counts as a loss.
-#: Pushes from several publishers may arrive a little out of order; a gap that
-#: stays open this long is a push that will not come.
+#: Seconds a gap in a group's offsets may stay open before the client asks the
+#: server for what is missing (a ``subscribe`` ``since`` its position). Pushes
+#: from several publishers may arrive a little out of order and close a gap by
+#: themselves within milliseconds; one that stays open this long is a push lost
+#: on its way (the channel layer dropped it), which the history still has.
+GAP_FILL_DELAY = 1.0
+
+#: Pushes applied beyond a gap after which the client asks for what is missing
+#: at once, without waiting for GAP_FILL_DELAY (a busy group).
 MAX_AHEAD = 100
 
 
@@ -112,6 +120,10 @@ class Subscriptions:
         resume asks for what is missing and the replay's repeats are dropped.
         """
         return self._positions.get(group)
+
+    def gap_open(self, group: str) -> bool:
+        """Whether pushes of ``group`` were applied beyond one that has not come yet."""
+        return bool(self._ahead.get(group))
 
     def remembering(self, group_object: Any, *, again: bool, reset: bool = False) -> OnAnswer:
         """What records a subscription to ``group_object`` once its answer is read.
@@ -167,8 +179,8 @@ class Subscriptions:
         if position.offset <= last.offset or position.offset in ahead:
             return Advance.DUPLICATE
         if position.offset != last.offset + 1:
-            ahead.add(position.offset)  # an earlier one is still on its way
-            return Advance.GAP if len(ahead) > MAX_AHEAD else Advance.NEW
+            ahead.add(position.offset)  # an earlier one is still on its way, or lost
+            return Advance.GAP if len(ahead) > MAX_AHEAD else Advance.AHEAD
         self._set_position(group, position)
         return Advance.NEW
 

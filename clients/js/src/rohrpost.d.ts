@@ -116,6 +116,11 @@ export interface RohrpostClientOptions {
   stopCodes?: readonly number[];
   /** Most calls that wait for a connection; more are rejected with `queue_full`. Default 100. */
   maxQueue?: number;
+  /**
+   * Milliseconds a gap in a group's offsets may stay open (pushes that crossed close it by
+   * themselves) before the client asks the server for the missing pushes. Default 1000.
+   */
+  gapFillDelay?: number;
   /** Sub-protocols for the WebSocket constructor. */
   protocols?: string | string[];
   /** Third argument of the WebSocket constructor: `ws`'s options (`origin`, `headers`, ...). */
@@ -191,7 +196,7 @@ export type ClientState = "connecting" | "open" | "reconnecting" | "stopped" | "
 export const EVENTS: readonly EventName[];
 export const STOP_CODES: readonly number[];
 export const CLOSE_FLOODING: 4029;
-/** Most pushes applied beyond a gap in a group's offsets before the gap counts as a loss (a reset). */
+/** Pushes applied beyond a gap in a group's offsets after which the client asks for the missing ones at once. */
 export const MAX_AHEAD: number;
 export const DEFAULTS: Readonly<
   Required<Omit<RohrpostClientOptions, "WebSocket" | "protocols" | "socketOptions">>

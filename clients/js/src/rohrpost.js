@@ -12,8 +12,9 @@
 // exponential backoff and jitter, resubscription after a reconnect, calls queued while
 // connecting, and a stop on the close codes that mean "log in again" (4001, 4003).
 // For groups with history it keeps the last position applied, resubscribes `since` it
-// (the server replays what was missed), drops duplicates, and emits "reset" when the
-// missed pushes are gone.
+// (the server replays what was missed), drops duplicates, asks the same way for a push
+// lost on a live connection (a gap in the offsets that stays open), and emits "reset"
+// when the missed pushes are gone.
 
 /** Lifecycle events; any other name given to `on()` is a group name. */
 export const EVENTS = Object.freeze(["open", "closed", "reconnecting", "error", "message", "unsubscribed", "reset"]);
@@ -24,7 +25,10 @@ export const STOP_CODES = Object.freeze([4001, 4003]);
 /** The server's close code for a client that kept flooding: reconnect, but only after the longest delay. */
 export const CLOSE_FLOODING = 4029;
 
-/** Most pushes applied beyond a gap in a group's offsets before the gap counts as a loss. */
+/**
+ * Most pushes applied beyond a gap in a group's offsets before the client asks the server
+ * for what is missing at once, without waiting for the `gapFillDelay` option (a busy group).
+ */
 export const MAX_AHEAD = 100;
 
 /** Codes of the errors the client makes itself; none of the server's codes is among them. */
@@ -53,6 +57,9 @@ export const DEFAULTS = Object.freeze({
   maxReconnectDelay: 30000,
   stopCodes: STOP_CODES,
   maxQueue: 100,
+  // Pushes from several publishers may cross and close a gap in the offsets by themselves
+  // within milliseconds; a gap still open after this long is a push lost on its way.
+  gapFillDelay: 1000,
   protocols: undefined,
   socketOptions: undefined,
   WebSocket: undefined, // undefined: globalThis.WebSocket
@@ -147,6 +154,7 @@ export class RohrpostClient {
     this._subscriptions = new Map(); // canonicalJson(group object) -> {object, group}
     this._positions = new Map(); // group name -> {epoch, offset}: every push up to it applied
     this._ahead = new Map(); // group name -> offsets applied beyond a gap (pushes that crossed)
+    this._gaps = new Map(); // group name -> {timer, inFlight}: asking for a gap's missing pushes
     this._events = new Map(); // event name -> [listener]
     this._groups = new Map(); // group name -> [listener]
     this._socket = null;
@@ -225,6 +233,7 @@ export class RohrpostClient {
     if (name !== undefined) {
       this._positions.delete(name);
       this._ahead.delete(name);
+      this._dropGap(name);
     }
     return this._request("unsubscribe", group, { timeout, withToken: true });
   }
@@ -480,6 +489,7 @@ export class RohrpostClient {
     }
     this._positions.delete(group);
     this._ahead.delete(group);
+    this._dropGap(group);
     const cause =
       error ??
       new RohrpostError(reason ?? `The server took this connection out of ${group}.`, {
@@ -510,10 +520,10 @@ export class RohrpostClient {
       if (offset !== last.offset + 1) {
         // Pushes from several publishers may cross: apply this one, and keep the
         // position (what a resume asks for) below the gap until it closes. A gap
-        // that stays open this long is a push that will not come: reset.
+        // that stays open is a push lost on its way: ask the server for it.
         ahead.add(offset);
         this._ahead.set(group, ahead);
-        if (ahead.size > MAX_AHEAD) this._resetLive(group);
+        this._watchGap(group, ahead.size > MAX_AHEAD);
         return true;
       }
     } else {
@@ -530,8 +540,95 @@ export class RohrpostClient {
     if (last !== undefined && last.epoch !== position.epoch) ahead = new Set();
     let offset = position.offset;
     while (ahead.has(offset + 1)) offset += 1;
-    this._ahead.set(group, new Set([...ahead].filter((seen) => seen > offset)));
+    const still = new Set([...ahead].filter((seen) => seen > offset));
+    this._ahead.set(group, still);
     this._positions.set(group, { epoch: position.epoch, offset });
+    if (still.size === 0) this._gapClosed(group);
+  }
+
+  // --- gaps: pushes lost on their way (groups with history) -------------------------------
+
+  /**
+   * A push of `group` came beyond a gap in its offsets. Give the gap `gapFillDelay` ms to
+   * close by itself (pushes that crossed), or none when MAX_AHEAD pushes have passed it;
+   * then ask for what is missing. At most one such request per group is on its way.
+   */
+  _watchGap(group, now) {
+    let gap = this._gaps.get(group);
+    if (gap === undefined) {
+      gap = { timer: null, inFlight: false };
+      this._gaps.set(group, gap);
+    }
+    if (gap.inFlight) return; // its answer looks at the gap again
+    if (now) {
+      clearTimeout(gap.timer);
+      gap.timer = null;
+      this._fillGap(group, gap);
+    } else if (gap.timer === null) {
+      gap.timer = setTimeout(() => {
+        gap.timer = null;
+        this._fillGap(group, gap);
+      }, this.options.gapFillDelay);
+    }
+  }
+
+  /**
+   * Subscribe again `since` the group's position: the server replays the pushes after it
+   * (those seen beyond the gap are dropped as duplicates), or answers `reset` when its
+   * history no longer has them.
+   */
+  _fillGap(group, gap) {
+    const found = this._findSubscription(group);
+    const since = this._positions.get(group);
+    // Not connected: the next connection's resubscribe asks `since` the position anyway.
+    if (found === undefined || since === undefined || !this._ahead.get(group)?.size || this._state !== "open") {
+      this._dropGap(group);
+      return;
+    }
+    const [key, subscription] = found;
+    if (subscription.resetting) {
+      this._watchGap(group, false); // a fresh snapshot is on its way: look again later
+      return;
+    }
+    gap.inFlight = true;
+    const request = this._request("subscribe", subscription.object, {
+      timeout: this.options.callTimeout,
+      withToken: true,
+      extraText: `,"since":${JSON.stringify(since)}`,
+    });
+    request.then(
+      (reply) => {
+        gap.inFlight = false;
+        if (this._subscriptions.get(key) !== subscription) return;
+        this._takePosition(subscription, reply); // emits "reset" when the reply says so
+        this._lookAgain(group);
+      },
+      (error) => {
+        gap.inFlight = false;
+        if (this._subscriptions.get(key) !== subscription) return;
+        // Refused now: the server took the connection out of the group.
+        if (!LOCAL_FAILURES.has(error.code)) this._onExpelled(subscription.group, error.message, error);
+        else this._lookAgain(group); // a timeout or a lost connection: try again later
+      },
+    );
+  }
+
+  /** After an answer for a gap: is one (still, or again) open? */
+  _lookAgain(group) {
+    if (this._ahead.get(group)?.size) this._watchGap(group, false);
+    else this._dropGap(group);
+  }
+
+  /** The gap of `group` closed: no need to ask, unless a request is already on its way. */
+  _gapClosed(group) {
+    if (!this._gaps.get(group)?.inFlight) this._dropGap(group);
+  }
+
+  _dropGap(group) {
+    const gap = this._gaps.get(group);
+    if (gap === undefined) return;
+    clearTimeout(gap.timer);
+    this._gaps.delete(group);
   }
 
   _findSubscription(group) {
@@ -607,6 +704,7 @@ export class RohrpostClient {
           const reset = subscription.pendingReset && reply?.position !== undefined;
           subscription.pendingReset = false;
           this._takePosition(subscription, reset ? { ...reply, reset: true } : reply);
+          this._lookAgain(subscription.group);
         },
         (error) => {
           // Refused now (the token expired, access was revoked): the subscription is over.
@@ -730,6 +828,7 @@ export class RohrpostClient {
     const hadSocket = this._socket !== null;
     const socket = this._detach();
     this._state = "closed";
+    for (const group of [...this._gaps.keys()]) this._dropGap(group);
     socket?.close(code, reason);
     this._failAll([...this._pending.values()], "The client was closed.", CLOSED, { code, reason });
     this._queue = [];

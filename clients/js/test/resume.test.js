@@ -182,3 +182,43 @@ test("a push without a position in a group with history resets it (the server di
   assert.ok(Array.isArray(resets[0].snapshot.tasks));
   assert.deepEqual(watcher.positionOf("board-1"), resets[0].position);
 });
+
+test("a push lost on a live connection is asked for and comes late, without a reset", async (t) => {
+  const watcher = await openClient(t, server);
+  const editor = await openClient(t, server);
+  const reply = await watcher.subscribe(PUBLIC);
+  const seen = record(watcher, "board-1");
+  const resets = [];
+  watcher.on("reset", (event) => resets.push(event));
+  const offsets = [];
+  watcher.on("message", (frame) => frame.type === "subscription-update" && offsets.push(frame.position.offset));
+  // The server's channel layer dropping one push on its way to this client.
+  const socket = watcher._socket;
+  const deliver = socket.onmessage;
+  let lost = null;
+  socket.onmessage = (event) => {
+    const frame = JSON.parse(event.data);
+    if (lost === null && frame.data?.object?.title === "lost") lost = frame;
+    else deliver(event);
+  };
+  await editor.call("task.add", { board: 1, title: "lost" });
+  await until(() => lost !== null, "the lost push");
+  await editor.call("task.add", { board: 1, title: "after" }); // the gap shows
+  await until(() => seen.length >= 2, "the push that was lost");
+  const start = reply.position.offset;
+  assert.deepEqual(
+    seen.map((update) => update.object.title),
+    ["after", "lost"],
+  );
+  // The replay repeats "after" too; it is dropped as a duplicate.
+  assert.deepEqual(offsets, [start + 2, start + 1, start + 2]);
+  assert.deepEqual(watcher.positionOf("board-1"), { epoch: reply.position.epoch, offset: start + 2 });
+  await editor.call("task.add", { board: 1, title: "live" });
+  await until(() => seen.length >= 3, "the live push");
+  await sleep(100);
+  assert.deepEqual(
+    seen.map((update) => update.object.title),
+    ["after", "lost", "live"],
+  );
+  assert.deepEqual(resets, []);
+});

@@ -8,7 +8,7 @@ import { afterEach, test } from "node:test";
 
 import WebSocket, { WebSocketServer } from "ws";
 
-import { RohrpostClient } from "../src/rohrpost.js";
+import { MAX_AHEAD, RohrpostClient } from "../src/rohrpost.js";
 import { next, nextUpdate, sleep, within } from "./helpers.js";
 
 const FAST = { reconnectDelay: 20, maxReconnectDelay: 100 };
@@ -311,4 +311,126 @@ test("pushes of a group with history that cross are both applied; the position w
   await sleep(50);
   assert.deepEqual(seen, [2, 1, 3]);
   assert.deepEqual(client.positionOf("feed-1"), { epoch: "e", offset: 3 });
+});
+
+// --- gaps in a group's offsets: pushes lost on their way ------------------------------------
+
+/** A push to the group "feed" at `offset`. */
+const feedUpdate = (offset, epoch = "e") => ({
+  id: offset,
+  type: "subscription-update",
+  data: { type: "update", group: "feed", object: { n: offset } },
+  position: { group: "feed", epoch, offset },
+});
+
+/** Answers the first subscribe at offset 0, and hands every later request to `fill`. */
+function feedScript(fill) {
+  let subscribed = false;
+  return (socket, request) => {
+    if (request.type !== "subscribe") return;
+    if (subscribed) return fill(socket, request);
+    subscribed = true;
+    send(socket, { id: request.id, type: "subscribe", data: { group: "feed", position: { epoch: "e", offset: 0 } } });
+  };
+}
+
+test("a gap the server cannot fill is asked for once, then the client resets", async (t) => {
+  const server = await serve(
+    feedScript((socket, request) => {
+      const data = { group: "feed", position: { epoch: "e", offset: 9 }, reset: true, snapshot: { n: 9 } };
+      send(socket, { id: request.id, type: "subscribe", data });
+    }),
+  );
+  const client = open(t, server.url, { gapFillDelay: 50 });
+  await client.subscribe({ type: "feed" });
+  const seen = [];
+  client.on("feed", (error, update) => seen.push(update.object.n));
+  const reset = next(client, "reset");
+  const [socket] = server.sockets;
+  for (const offset of [1, 3, 4, 5]) send(socket, feedUpdate(offset)); // 2 was lost
+  const event = await reset;
+  assert.deepEqual(event, { group: "feed", snapshot: { n: 9 }, position: { epoch: "e", offset: 9 } });
+  assert.deepEqual(seen, [1, 3, 4, 5]);
+  const fills = server.requests.filter((request) => request.since !== undefined);
+  assert.deepEqual(fills.map((request) => request.since), [{ epoch: "e", offset: 1 }]);
+  assert.deepEqual(fills[0].data, { type: "feed" });
+  assert.deepEqual(client.positionOf("feed"), { epoch: "e", offset: 9 });
+  await sleep(150);
+  assert.equal(server.requests.length, 2); // nothing more asked: the gap is gone
+});
+
+test("one request per gap is on its way; MAX_AHEAD pushes past it ask at once", async (t) => {
+  const last = MAX_AHEAD + 10;
+  const server = await serve(
+    feedScript((socket, request) => {
+      for (let offset = 1; offset <= last; offset += 1) send(socket, feedUpdate(offset)); // the replay
+      const data = { group: "feed", position: { epoch: "e", offset: last }, resumed: last };
+      send(socket, { id: request.id, type: "subscribe", data });
+    }),
+  );
+  const client = open(t, server.url, { gapFillDelay: 60000 }); // only the count can trigger it
+  await client.subscribe({ type: "feed" });
+  const seen = [];
+  client.on("feed", (error, update) => seen.push(update.object.n));
+  const [socket] = server.sockets;
+  // Past MAX_AHEAD, every push asks at once, but not while a request is on its way.
+  for (let offset = 2; offset <= last; offset += 1) send(socket, feedUpdate(offset));
+  await within(
+    (async () => {
+      while (seen.length < last) await sleep(10);
+    })(),
+    5000,
+    "the lost push",
+  );
+  assert.deepEqual(seen.at(-1), 1);
+  assert.deepEqual(client.positionOf("feed"), { epoch: "e", offset: last });
+  await sleep(50);
+  const fills = server.requests.filter((request) => request.since !== undefined);
+  assert.deepEqual(fills.map((request) => request.since), [{ epoch: "e", offset: 0 }]);
+});
+
+test("a gap-fill the server refuses takes the client out of the group", async (t) => {
+  const server = await serve(
+    feedScript((socket, request) => {
+      send(socket, { id: request.id, type: "subscribe", error: "You may not subscribe.", code: "forbidden" });
+    }),
+  );
+  const client = open(t, server.url, { gapFillDelay: 20 });
+  await client.subscribe({ type: "feed" });
+  const unsubscribed = next(client, "unsubscribed");
+  const [socket] = server.sockets;
+  send(socket, feedUpdate(2));
+  const event = await unsubscribed;
+  assert.equal(event.group, "feed");
+  assert.equal(event.error.code, "forbidden");
+  assert.deepEqual(client.groups, []);
+  assert.equal(client.positionOf("feed"), null);
+});
+
+test("a gap-fill that times out is asked again", async (t) => {
+  let asked = 0;
+  const server = await serve(
+    feedScript((socket, request) => {
+      asked += 1;
+      if (asked === 1) return; // no answer: the call times out
+      send(socket, feedUpdate(1));
+      send(socket, { id: request.id, type: "subscribe", data: { group: "feed", position: { epoch: "e", offset: 2 }, resumed: 2 } });
+    }),
+  );
+  const client = open(t, server.url, { gapFillDelay: 20, callTimeout: 100 });
+  await client.subscribe({ type: "feed" });
+  const seen = [];
+  client.on("feed", (error, update) => seen.push(update.object.n));
+  const [socket] = server.sockets;
+  send(socket, feedUpdate(2));
+  await within(
+    (async () => {
+      while (seen.length < 2) await sleep(10);
+    })(),
+    5000,
+    "the lost push",
+  );
+  assert.deepEqual(seen, [2, 1]);
+  assert.equal(asked, 2);
+  assert.deepEqual(client.positionOf("feed"), { epoch: "e", offset: 2 });
 });

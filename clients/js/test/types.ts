@@ -27,6 +27,7 @@ async function usage(): Promise<void> {
     pingInterval: 5000,
     token: "abc",
     stopCodes: [4001],
+    gapFillDelay: 500,
   });
   client.token = null;
   client.setToken("def").on("open", ({ reconnected }) => show(reconnected));

@@ -369,3 +369,59 @@ async def test_a_gap_fill_that_times_out_is_tried_again(monkeypatch: pytest.Monk
         assert [(await next_push(client)).position["offset"] for _ in range(2)] == [2, 1]
         await until(lambda: client.position("feed") == {"epoch": "e", "offset": 2})
     assert since == [{"epoch": "e", "offset": 0}] * 2
+
+
+async def test_pushes_that_cross_close_their_gap_without_a_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(client_module, "GAP_FILL_DELAY", 0.3)
+    asked: list[dict[str, Any]] = []
+
+    async def script(connection: ServerConnection, number: int) -> None:
+        await answer(connection, {"group": "feed", "position": {"epoch": "e", "offset": 0}})
+        await connection.send(json.dumps(update(2)))
+        await asyncio.sleep(0.05)  # the other publisher's push, a little later
+        await connection.send(json.dumps(update(1)))
+        with contextlib.suppress(asyncio.TimeoutError):
+            asked.append(json.loads(await asyncio.wait_for(connection.recv(), 0.8)))
+        await connection.wait_closed()
+
+    async with scripted_server(script) as url, Client(url, ping_interval=None) as client:
+        await client.subscribe(FEED)
+        assert [(await next_push(client)).position["offset"] for _ in range(2)] == [2, 1]
+        assert client.position("feed") == {"epoch": "e", "offset": 2}
+        await asyncio.sleep(0.9)
+        assert client._gap_fills == {}
+    assert asked == []
+
+
+async def test_a_gap_fill_cut_off_by_a_lost_connection_is_finished_by_the_resubscribe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(client_module, "GAP_FILL_DELAY", 0.05)
+    resubscribed: list[dict[str, Any]] = []
+
+    async def script(connection: ServerConnection, number: int) -> None:
+        if number == 1:
+            await answer(connection, {"group": "feed", "position": {"epoch": "e", "offset": 0}})
+            await connection.send(json.dumps(update(2)))
+            await asyncio.wait_for(connection.recv(), IO_TIMEOUT)  # the gap-fill ...
+            await connection.close(1011)  # ... whose answer never comes
+            return
+        request = json.loads(await asyncio.wait_for(connection.recv(), IO_TIMEOUT))
+        resubscribed.append(request)
+        for offset in (1, 2):
+            await connection.send(json.dumps(update(offset)))
+        reply = {"group": "feed", "position": {"epoch": "e", "offset": 2}, "resumed": 2}
+        await connection.send(json.dumps({"id": request["id"], "type": "subscribe", "data": reply}))
+        await connection.wait_closed()
+
+    async with (
+        scripted_server(script) as url,
+        Client(url, ping_interval=None, **FAST) as client,
+    ):
+        await client.subscribe(FEED)
+        assert [(await next_push(client)).position["offset"] for _ in range(2)] == [2, 1]
+        await until(lambda: client.position("feed") == {"epoch": "e", "offset": 2})
+        assert await quiet(client) == []
+    assert [request["since"] for request in resubscribed] == [{"epoch": "e", "offset": 0}]

@@ -434,3 +434,20 @@ test("a gap-fill that times out is asked again", async (t) => {
   assert.equal(asked, 2);
   assert.deepEqual(client.positionOf("feed"), { epoch: "e", offset: 2 });
 });
+
+test("pushes that cross close their gap by themselves: nothing is asked", async (t) => {
+  const server = await serve(feedScript(() => {}));
+  const client = open(t, server.url, { gapFillDelay: 200 });
+  await client.subscribe({ type: "feed" });
+  const seen = [];
+  client.on("feed", (error, update) => seen.push(update.object.n));
+  const [socket] = server.sockets;
+  send(socket, feedUpdate(2));
+  await sleep(30); // the other publisher's push, a little later
+  send(socket, feedUpdate(1));
+  await sleep(400);
+  assert.deepEqual(seen, [2, 1]);
+  assert.deepEqual(client.positionOf("feed"), { epoch: "e", offset: 2 });
+  assert.equal(server.requests.length, 1); // the subscribe only
+  assert.equal(client._gaps.size, 0);
+});

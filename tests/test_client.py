@@ -327,6 +327,7 @@ def test_origin_defaults_to_the_urls_http_origin() -> None:
         ("ws://127.0.0.1/", {"call_timeout": 0}),
         ("ws://127.0.0.1/", {"ping_interval": -1}),
         ("ws://127.0.0.1/", {"max_pushes": 0}),
+        ("ws://127.0.0.1/", {"gap_fill_delay": 0}),
     ],
 )
 def test_bad_url_or_settings_are_refused(url: str, options: dict[str, Any]) -> None:

@@ -21,7 +21,6 @@ import pytest
 from websockets.asyncio.server import ServerConnection
 
 from rohrpost.client import Client, Push
-from rohrpost.client import _client as client_module
 from rohrpost.client._subscriptions import MAX_AHEAD
 from tests.demo_server import DemoServer, restarted_demo, run_demo
 from tests.test_client import (
@@ -296,10 +295,7 @@ async def test_a_gap_the_server_cannot_fill_is_asked_for_once_and_ends_in_a_rese
     assert request["since"] == {"epoch": "e", "offset": 1}  # below the gap
 
 
-async def test_a_gap_that_max_ahead_pushes_passed_is_asked_for_at_once(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(client_module, "GAP_FILL_DELAY", 60.0)  # only the count can trigger it
+async def test_a_gap_that_max_ahead_pushes_passed_is_asked_for_at_once() -> None:
     top = MAX_AHEAD + 10
     requests: list[dict[str, Any]] = []
 
@@ -318,7 +314,11 @@ async def test_a_gap_that_max_ahead_pushes_passed_is_asked_for_at_once(
             requests.append(json.loads(await asyncio.wait_for(connection.recv(), 0.3)))
         await connection.wait_closed()
 
-    async with scripted_server(script) as url, Client(url, ping_interval=None) as client:
+    # Only the count can trigger it.
+    async with (
+        scripted_server(script) as url,
+        Client(url, ping_interval=None, gap_fill_delay=60) as client,
+    ):
         await client.subscribe(FEED)
         offsets = [(await next_push(client)).position["offset"] for _ in range(top)]
         await until(lambda: client.position("feed") == {"epoch": "e", "offset": top})
@@ -346,8 +346,7 @@ async def test_a_refused_gap_fill_takes_the_client_out_of_the_group() -> None:
         assert client.subscriptions == {}
 
 
-async def test_a_gap_fill_that_times_out_is_tried_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_module, "GAP_FILL_DELAY", 0.05)
+async def test_a_gap_fill_that_times_out_is_tried_again() -> None:
     since: list[Any] = []
 
     async def script(connection: ServerConnection, number: int) -> None:
@@ -363,7 +362,7 @@ async def test_a_gap_fill_that_times_out_is_tried_again(monkeypatch: pytest.Monk
 
     async with (
         scripted_server(script) as url,
-        Client(url, ping_interval=None, call_timeout=0.2) as client,
+        Client(url, ping_interval=None, call_timeout=0.2, gap_fill_delay=0.05) as client,
     ):
         await client.subscribe(FEED)
         assert [(await next_push(client)).position["offset"] for _ in range(2)] == [2, 1]
@@ -371,10 +370,7 @@ async def test_a_gap_fill_that_times_out_is_tried_again(monkeypatch: pytest.Monk
     assert since == [{"epoch": "e", "offset": 0}] * 2
 
 
-async def test_pushes_that_cross_close_their_gap_without_a_request(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(client_module, "GAP_FILL_DELAY", 0.3)
+async def test_pushes_that_cross_close_their_gap_without_a_request() -> None:
     asked: list[dict[str, Any]] = []
 
     async def script(connection: ServerConnection, number: int) -> None:
@@ -386,7 +382,10 @@ async def test_pushes_that_cross_close_their_gap_without_a_request(
             asked.append(json.loads(await asyncio.wait_for(connection.recv(), 0.8)))
         await connection.wait_closed()
 
-    async with scripted_server(script) as url, Client(url, ping_interval=None) as client:
+    async with (
+        scripted_server(script) as url,
+        Client(url, ping_interval=None, gap_fill_delay=0.3) as client,
+    ):
         await client.subscribe(FEED)
         assert [(await next_push(client)).position["offset"] for _ in range(2)] == [2, 1]
         assert client.position("feed") == {"epoch": "e", "offset": 2}
@@ -395,10 +394,7 @@ async def test_pushes_that_cross_close_their_gap_without_a_request(
     assert asked == []
 
 
-async def test_a_gap_fill_cut_off_by_a_lost_connection_is_finished_by_the_resubscribe(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(client_module, "GAP_FILL_DELAY", 0.05)
+async def test_a_gap_fill_cut_off_by_a_lost_connection_is_finished_by_the_resubscribe() -> None:
     resubscribed: list[dict[str, Any]] = []
 
     async def script(connection: ServerConnection, number: int) -> None:
@@ -418,7 +414,7 @@ async def test_a_gap_fill_cut_off_by_a_lost_connection_is_finished_by_the_resubs
 
     async with (
         scripted_server(script) as url,
-        Client(url, ping_interval=None, **FAST) as client,
+        Client(url, ping_interval=None, gap_fill_delay=0.05, **FAST) as client,
     ):
         await client.subscribe(FEED)
         assert [(await next_push(client)).position["offset"] for _ in range(2)] == [2, 1]

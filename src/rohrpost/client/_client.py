@@ -68,6 +68,9 @@ class Client:
             upper half of its step (jitter), so clients do not return in step.
         max_pushes: How many unread pushes are kept; beyond that the oldest is
             dropped (see :meth:`pushes`).
+        gap_fill_delay: Seconds a gap in a group's offsets (groups with
+            history) may stay open before the client asks the server for the
+            pushes missing from it (see :meth:`pushes`).
         on_connect: Called (awaited when it is a coroutine function) with the
             client after every connection is ready, the first included, once
             subscriptions are restored: the place to fetch state that pushes
@@ -93,6 +96,7 @@ class Client:
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
         max_pushes: int = 1000,
+        gap_fill_delay: float = GAP_FILL_DELAY,
         on_connect: OnConnect | None = None,
     ) -> None:
         parts = urlsplit(url)
@@ -105,6 +109,7 @@ class Client:
             ping_timeout,
             backoff_base,
             backoff_max,
+            gap_fill_delay,
         )
         if min(delays) <= 0 or (ping_interval is not None and ping_interval <= 0):
             raise ValueError("Timeouts, intervals and backoff delays must be positive.")
@@ -119,6 +124,7 @@ class Client:
         self.reconnect = reconnect
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
+        self.gap_fill_delay = gap_fill_delay
         self._headers = dict(headers or {})
         self._open_timeout = open_timeout
         self._close_timeout = close_timeout
@@ -291,7 +297,7 @@ class Client:
         ``since`` the last position it read and the server replays them (a
         push seen twice is dropped). A push lost on a live connection (the
         server's channel layer dropped it) shows as a gap in the offsets: one
-        still open after ``GAP_FILL_DELAY`` (1 s), or ``MAX_AHEAD`` (100)
+        still open after ``gap_fill_delay`` (1 s), or ``MAX_AHEAD`` (100)
         pushes past it, is asked for the same way, and comes late, after the
         pushes that overtook it. When they are gone, a ``reset`` push
         (``data``: ``{"group", "snapshot", "position"}``) says so: start that
@@ -496,7 +502,7 @@ class Client:
     async def _afill_gap(self, group: str, wake: asyncio.Event) -> None:
         """While ``group`` has a gap, ask the server for what is missing, now and then.
 
-        A gap that closes within ``GAP_FILL_DELAY`` was pushes that crossed;
+        A gap that closes within ``gap_fill_delay`` was pushes that crossed;
         one still open is a push lost on its way. A ``subscribe`` ``since``
         the group's position gets it replayed (repeats of what came beyond
         the gap are dropped as duplicates), or a ``reset`` answer when the
@@ -505,7 +511,7 @@ class Client:
         try:
             while self._subscriptions.gap_open(group):
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(wake.wait(), GAP_FILL_DELAY)
+                    await asyncio.wait_for(wake.wait(), self.gap_fill_delay)
                 wake.clear()
                 try:
                     # After a reconnect, its resubscribe has asked for what is missing.

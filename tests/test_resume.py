@@ -299,6 +299,24 @@ async def test_a_client_already_subscribed_without_since_gets_its_position_and_n
         assert await client.receive_nothing(timeout=0.05)
 
 
+async def test_a_push_in_flight_is_not_lost_to_a_repeated_subscribe_without_since(
+    consumer_class: type[Any],
+) -> None:
+    """Only a replay or a snapshot covers a push: a plain repeated subscribe (4.x) covers none."""
+    from channels.layers import get_channel_layer
+
+    async with connect(consumer_class) as client:
+        epoch = (await ask(client, subscribe("log")))["data"]["position"]["epoch"]
+        recorded, first = await history.arecord("log-1", [json.dumps(note(1))])
+        assert first is not None
+        assert first.offset == 1  # recorded, its delivery still on its way
+        reply = await ask(client, subscribe("log", request_id=2))
+        assert reply["data"] == {"group": "log-1", "position": {"epoch": epoch, "offset": 1}}
+        event = {"type": "rohrpost.message", "message": recorded[0], "group": "log-1"}
+        await get_channel_layer().group_send("log-1", {**event, "epoch": epoch, "offset": 1})
+        assert [p["id"] for p in await frames(client, 1)] == [1]
+
+
 @pytest.mark.parametrize("since", [{"epoch": 5}, "abc", {"epoch": "e", "offset": -1}])
 async def test_a_malformed_since_is_invalid(consumer_class: type[Any], since: Any) -> None:
     async with connect(consumer_class) as client:

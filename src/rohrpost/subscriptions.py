@@ -275,7 +275,7 @@ class Subscriptions:
         if kind.history:
             # A held group too: a client that saw a gap in its offsets (a push lost
             # on its way) asks for what is missing.
-            await _aresume(consumer, kind, data, name, since, reply)
+            await _aresume(consumer, kind, data, name, since, reply, joined=joined)
         return reply
 
     async def unsubscribe(self, consumer: Any, request: dict[str, Any]) -> dict[str, str]:
@@ -337,6 +337,8 @@ async def _aresume(
     name: str,
     since: Position | None,
     reply: dict[str, Any],
+    *,
+    joined: bool,
 ) -> None:
     """Fill ``reply`` with the position, what was replayed, or the reset and the snapshot.
 
@@ -344,7 +346,8 @@ async def _aresume(
     it, less those the replay or the snapshot already covers. The same for a
     group the connection already holds: its floor moves up to the replayed
     position, so a live push the replay already sent is dropped when it comes
-    late, and every later one passes.
+    late, and every later one passes. A group already held and subscribed
+    again without ``since`` and without a snapshot keeps its floor.
     """
     store = _history.store()
     position = await store.aopen(name)  # from now on, its pushes are recorded
@@ -367,7 +370,11 @@ async def _aresume(
         reply["reset"] = True
     floor = getattr(consumer, "_rohrpost_set_floor", None)
     if floor is not None:
-        floor(name, position)
+        # What the reply covers is dropped when it comes late: a replay, a
+        # snapshot, or on joining, what came before. A plain repeated subscribe
+        # (a 4.x client's) covers nothing: a push still on its way passes.
+        if since is not None or kind.snapshot is not None or not joined:
+            floor(name, position)
         consumer._rohrpost_get_hub().track_history(name)
     if kind.snapshot is not None and (since is None or reset):
         reply["snapshot"] = await kind.asnapshot(consumer, data)

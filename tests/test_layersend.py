@@ -227,6 +227,98 @@ async def test_a_batch_to_many_groups_runs_one_script_and_no_group_send(tmp_path
         server.stop()
 
 
+async def test_a_second_batch_to_unchanged_groups_is_one_script_call(
+    core_layer: RedisChannelLayer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The members last seen are checked and the events added in one step: no read first."""
+    await core_layer.group_add("g", "reader")
+    await layersend.agroups_send(core_layer, {"g": _events(2)})
+    reads: list[list[str]] = []
+    read_members = layersend._aread_members
+
+    async def counted(layer: Any, groups: list[str]) -> Any:
+        reads.append(groups)
+        return await read_members(layer, groups)
+
+    monkeypatch.setattr(layersend, "_aread_members", counted)
+    await layersend.agroups_send(core_layer, {"g": _events(3)})
+    await layersend.agroups_send(core_layer, {"g": _events(1)})
+    assert reads == []
+    assert await _receive_all(core_layer, "reader", 6) == _events(2) + _events(3) + _events(1)
+
+
+async def test_members_that_joined_or_left_since_the_last_batch_are_served_right(
+    core_layer: RedisChannelLayer,
+) -> None:
+    await core_layer.group_add("g", "first")
+    await core_layer.group_add("empty", "nobody-yet")
+    await core_layer.group_discard("empty", "nobody-yet")
+    await layersend.agroups_send(core_layer, {"g": _events(1), "empty": _events(1)})
+    await core_layer.group_add("g", "joined")
+    await core_layer.group_add("empty", "joined")
+    await core_layer.group_discard("g", "first")
+
+    await layersend.agroups_send(core_layer, {"g": _events(2), "empty": _events(2, "empty")})
+
+    assert await _receive_all(core_layer, "first", 1) == _events(1)
+    received = await _receive_all(core_layer, "joined", 4)
+    assert [event for event in received if event["group"] == "g"] == _events(2)
+    assert [event for event in received if event["group"] == "empty"] == _events(2, "empty")
+    connection = core_layer.connection(0)
+    assert await connection.zcard(core_layer.prefix + "first") == 0  # it left: nothing more
+
+
+async def test_groups_that_keep_changing_are_read_and_then_sent_to(
+    core_layer: RedisChannelLayer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A member joins during each checked attempt: after two, the groups are read first."""
+    await core_layer.group_add("g", "reader-0")
+    await layersend.agroups_send(core_layer, {"g": _events(1)})
+    run_script = layersend._arun_script
+    joined: list[str] = []
+
+    async def racing(connection: Any, keys: list[bytes], args: list[Any]) -> Any:
+        if args[3]:  # a checked call: another process joins the group meanwhile
+            joined.append(f"reader-{len(joined) + 1}")
+            await core_layer.group_add("g", joined[-1])
+        return await run_script(connection, keys, args)
+
+    monkeypatch.setattr(layersend, "_arun_script", racing)
+    await layersend.agroups_send(core_layer, {"g": _events(2)})
+    assert joined == ["reader-1", "reader-2"]
+    for channel in ["reader-0", *joined]:
+        expected = _events(1) + _events(2) if channel == "reader-0" else _events(2)
+        assert await _receive_all(core_layer, channel, len(expected)) == expected
+
+
+async def test_a_batch_too_big_for_one_checked_call_is_read_then_sent_in_several(
+    core_layer: RedisChannelLayer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await core_layer.group_add("g", "reader")
+    await layersend.agroups_send(core_layer, {"g": _events(1)})
+    monkeypatch.setattr(layersend, "MESSAGES_PER_CALL", 3)
+    await layersend.agroups_send(core_layer, {"g": _events(10)})
+    assert await _receive_all(core_layer, "reader", 11) == _events(1) + _events(10)
+
+
+async def test_the_members_remembered_are_bounded(
+    core_layer: RedisChannelLayer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(layersend, "KNOWN_GROUPS_LIMIT", 3)
+    await layersend.agroups_send(core_layer, {"a": _events(1), "b": _events(1)})
+    assert set(layersend._known[core_layer]) == {"a", "b"}
+    await layersend.agroups_send(core_layer, {"c": _events(1), "d": _events(1)})
+    assert set(layersend._known[core_layer]) == {"c", "d"}
+
+
+async def test_only_refused_group_names_send_nothing_and_are_logged(
+    core_layer: RedisChannelLayer, caplog: pytest.LogCaptureFixture
+) -> None:
+    await layersend.agroups_send(core_layer, {"bad name!": _events(2)})
+    (record,) = caplog.records
+    assert record.getMessage() == "Publishing 2 frames to group 'bad name!' failed"
+
+
 async def test_pubsub_layers_publish_a_batch_in_one_pipeline(redis_url: str) -> None:
     layer = RedisPubSubChannelLayer(hosts=[redis_url], prefix=f"test-{uuid.uuid4().hex}")
     try:
@@ -316,3 +408,20 @@ async def test_a_group_name_the_layer_refuses_costs_only_that_group(
     assert await _receive_all(core_layer, "reader", 2) == _events(2)
     (record,) = caplog.records
     assert record.getMessage() == "Publishing 1 frames to group 'bad name!' failed"
+
+
+async def test_on_other_layers_a_failing_group_costs_only_that_group(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Flaky(InMemoryChannelLayer):
+        async def group_send(self, group: str, message: dict[str, Any]) -> None:
+            if group == "bad":
+                raise ConnectionError("down")
+            await super().group_send(group, message)
+
+    layer = Flaky()
+    await layer.group_add("good", "reader")
+    await layersend.agroups_send(layer, {"bad": _events(2), "good": _events(1, "good")})
+    assert await _receive_all(layer, "reader", 1) == _events(1, "good")
+    (record,) = caplog.records
+    assert record.getMessage() == "Publishing 2 frames to group 'bad' failed"

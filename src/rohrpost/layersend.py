@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -48,16 +49,51 @@ Sender = Callable[[Any, Events], Awaitable[None]]
 #: Most messages one script call adds: a call blocks its Redis server while it runs.
 MESSAGES_PER_CALL = 2000
 
-# KEYS: channel keys on one host. ARGV: the expiry in seconds, the prune limit
-# (messages scored at or below it have expired), then for each key its
-# capacity, its message count n, and n pairs of score and serialized message.
-# Returns how many messages were dropped because their channel was full
-# (group_send drops them too, and logs it).
+#: Groups whose members this process remembers per layer (see :func:`_acore_send`).
+KNOWN_GROUPS_LIMIT = 10_000
+
+# KEYS: n group keys, then the channel keys to add to (all on one host).
+# ARGV: the channels' expiry in seconds, the prune limit for channel messages
+# (scored at or below it: expired), the prune limit for group members, n, then
+# for each group the number of members the caller expects and their names,
+# then for each channel key its capacity, its message count c, and c pairs of
+# score and serialized message.
+#
+# When a group's members (pruned as group_send prunes them) are not the
+# expected ones, nothing is added: the reply is a list of the group's number
+# and its actual members, for every such group, so the caller can build the
+# messages again. Otherwise it returns how many messages were dropped because
+# their channel was full (group_send drops them too, and logs it).
 _ADD_SCRIPT = """
+local groups = tonumber(ARGV[4])
+local at = 5
+local stale = {}
+for g = 1, groups do
+    redis.call('ZREMRANGEBYSCORE', KEYS[g], 0, ARGV[3])
+    local members = redis.call('ZRANGE', KEYS[g], 0, -1)
+    local count = tonumber(ARGV[at])
+    local expected = {}
+    for m = 1, count do
+        expected[ARGV[at + m]] = true
+    end
+    at = at + 1 + count
+    local same = #members == count
+    for m = 1, #members do
+        if not expected[members[m]] then
+            same = false
+        end
+    end
+    if not same then
+        stale[#stale + 1] = g
+        stale[#stale + 1] = members
+    end
+end
+if #stale > 0 then
+    return stale
+end
 local expiry = ARGV[1]
-local at = 3
 local dropped = 0
-for i = 1, #KEYS do
+for i = groups + 1, #KEYS do
     local key = KEYS[i]
     redis.call('ZREMRANGEBYSCORE', key, 0, ARGV[2])
     local room = tonumber(ARGV[at]) - redis.call('ZCOUNT', key, '-inf', '+inf')
@@ -170,17 +206,66 @@ def _scores(count: int) -> list[float]:
     return scores
 
 
+Members = dict[str, list[bytes]]
+# Per layer, the members each group had when this process last sent to it.
+_known: weakref.WeakKeyDictionary[Any, Members] = weakref.WeakKeyDictionary()
+# What _aadd answers for a checked batch too big for one script call.
+_TOO_BIG: Members = {}
+
+
 async def _acore_send(layer: Any, events: Events) -> None:
-    # Read every group, one pipeline per host that holds groups.
-    pipes: dict[int, Any] = {}
-    order: list[tuple[int, str]] = []
-    expired = int(time.time()) - layer.group_expiry
+    """Send on a ``RedisChannelLayer``: in one round trip when the members are as last seen.
+
+    On one Redis host, the script gets the members this process last saw in
+    each group along with the messages built for them, and adds the messages
+    only if the members are still those (checked and added atomically): one
+    round trip per batch while the groups do not change. When they did, the
+    script answers with the actual members and the batch is built again for
+    them. The first send to a group, and a layer with several hosts, read the
+    groups first (a pipeline per host), then add.
+    """
+    groups = _valid_groups(layer, events)
+    if not groups:
+        return
+    one_host = layer.ring_size == 1
+    known = _known.setdefault(layer, {}) if one_host else {}
+    members = {group: known[group] for group in groups if group in known}
+    if one_host and len(members) == len(groups):
+        for _ in range(2):  # a change between two sends is rare; twice is not worth a third
+            stale = await _aadd(layer, events, members, checked=True)
+            if stale is None:
+                return
+            if stale is _TOO_BIG:
+                break
+            members.update(stale)
+            known.update(stale)
+    members = await _aread_members(layer, groups)
+    if one_host:
+        if len(known) + len(members) > KNOWN_GROUPS_LIMIT:
+            known.clear()
+        known.update(members)
+    await _aadd(layer, events, members, checked=False)
+
+
+def _valid_groups(layer: Any, events: Events) -> list[str]:
+    """The groups whose names the layer takes; the others' events are logged as lost."""
+    groups = []
     for group in events:
         try:
             layer.require_valid_group_name(group)
         except Exception:
             _log_failure({group: events[group]})
-            continue
+        else:
+            groups.append(group)
+    return groups
+
+
+async def _aread_members(layer: Any, groups: list[str]) -> Members:
+    """Each group's members, pruned of expired ones as group_send does: a pipeline per host."""
+    pipes: dict[int, Any] = {}
+    order: list[tuple[int, str]] = []
+    expired = int(time.time()) - layer.group_expiry
+    for group in groups:
         index = layer.consistent_hash(group)
         pipe = pipes.get(index)
         if pipe is None:
@@ -190,17 +275,29 @@ async def _acore_send(layer: Any, events: Events) -> None:
         pipe.zrange(group_key, 0, -1)
         order.append((index, group))
     replies = {index: iter(await pipe.execute()) for index, pipe in pipes.items()}
+    members: Members = {}
+    for index, group in order:
+        next(replies[index])  # how many expired members were pruned
+        members[group] = next(replies[index])
+    return members
+
+
+async def _aadd(layer: Any, events: Events, members: Members, *, checked: bool) -> Members | None:
+    """Add each event's messages for ``members``; ``checked``: only if they are still those.
+
+    Returns:
+        The actual members of the groups that changed, when ``checked`` found
+        any (nothing was added then); else ``None``.
+    """
     # Each event's message per channel key, built and serialized by the layer
     # itself (with the channels it is for), exactly as in group_send.
     per_key: dict[bytes, list[bytes]] = {}
     key_host: dict[bytes, int] = {}
     capacities: dict[bytes, int] = {}
-    for index, group in order:
-        next(replies[index])  # how many expired members were pruned
-        members = next(replies[index])
-        if not members:
+    for group, group_members in members.items():
+        if not group_members:
             continue
-        channel_names = [member.decode("utf8") for member in members]
+        channel_names = [member.decode("utf8") for member in group_members]
         for event in events[group]:
             hosts, messages, key_capacities = layer._map_channel_keys_to_connection(
                 channel_names, event
@@ -211,18 +308,31 @@ async def _acore_send(layer: Any, events: Events) -> None:
                         per_key[key], key_host[key] = [], host
                         capacities[key] = key_capacities[key]
                     per_key[key].append(messages[key])
-    if not per_key:
-        return
+    total = sum(len(messages) for messages in per_key.values())
+    if checked and total > MESSAGES_PER_CALL:
+        return _TOO_BIG  # for one call: read the groups, then add in several calls
+    if not per_key and not checked:
+        return None
     # One score per message, growing in the order the events were given, so a
     # channel receives each group's events in order.
-    total = sum(len(messages) for messages in per_key.values())
     scores = iter(_scores(total))
-    prune_below = int(time.time()) - int(layer.expiry)
+    head: list[Any] = [layer.expiry, int(time.time()) - int(layer.expiry)]
+    group_keys: list[bytes] = []
+    if checked:
+        head.append(int(time.time()) - layer.group_expiry)
+        head.append(len(members))
+        for group, group_members in members.items():
+            group_keys.append(layer._group_key(group))
+            head += [len(group_members), *group_members]
+    else:
+        head += [0, 0]
     calls: dict[int, list[tuple[list[bytes], list[Any]]]] = {}
+    if checked:  # one host, one call: checked and added in one step
+        calls[0] = [(list(group_keys), list(head))]
     for key, messages in per_key.items():
         host_calls = calls.setdefault(key_host[key], [])
-        if not host_calls or len(host_calls[-1][1]) > 2 * MESSAGES_PER_CALL:
-            host_calls.append(([], [layer.expiry, prune_below]))
+        if not host_calls or (not checked and len(host_calls[-1][1]) > 2 * MESSAGES_PER_CALL):
+            host_calls.append(([], list(head)))
         keys, args = host_calls[-1]
         keys.append(key)
         args += [capacities[key], len(messages)]
@@ -232,7 +342,14 @@ async def _acore_send(layer: Any, events: Events) -> None:
     for host, host_calls in calls.items():
         connection = layer.connection(host)
         for keys, args in host_calls:
-            dropped += await _arun_script(connection, keys, args)
+            found = await _arun_script(connection, keys, args)
+            if isinstance(found, list):  # the members changed: nothing was added
+                groups = list(members)
+                return {
+                    groups[int(number) - 1]: actual
+                    for number, actual in zip(found[::2], found[1::2], strict=True)
+                }
+            dropped += found
     if dropped:
         logger.info(
             "%s of %s messages to groups %s dropped: channels over capacity",
@@ -240,16 +357,16 @@ async def _acore_send(layer: Any, events: Events) -> None:
             total,
             ", ".join(events),
         )
+    return None
 
 
-async def _arun_script(connection: Any, keys: list[bytes], args: list[Any]) -> int:
+async def _arun_script(connection: Any, keys: list[bytes], args: list[Any]) -> Any:
     from redis.exceptions import NoScriptError
 
     try:  # by its digest: the script's text travels once per Redis server
-        dropped: int = await connection.evalsha(_ADD_SCRIPT_SHA1, len(keys), *keys, *args)
+        return await connection.evalsha(_ADD_SCRIPT_SHA1, len(keys), *keys, *args)
     except NoScriptError:
-        dropped = await connection.eval(_ADD_SCRIPT, len(keys), *keys, *args)
-    return dropped
+        return await connection.eval(_ADD_SCRIPT, len(keys), *keys, *args)
 
 
 async def _apubsub_send(layer: Any, events: Events) -> None:

@@ -268,6 +268,16 @@ async def test_members_that_joined_or_left_since_the_last_batch_are_served_right
     assert await connection.zcard(core_layer.prefix + "first") == 0  # it left: nothing more
 
 
+async def test_a_group_last_seen_empty_is_checked_and_its_first_member_served(
+    core_layer: RedisChannelLayer,
+) -> None:
+    await layersend.agroups_send(core_layer, {"g": _events(1)})  # nobody in it yet
+    await layersend.agroups_send(core_layer, {"g": _events(1)})  # still nobody: checked
+    await core_layer.group_add("g", "reader")
+    await layersend.agroups_send(core_layer, {"g": _events(2)})
+    assert await _receive_all(core_layer, "reader", 2) == _events(2)
+
+
 async def test_groups_that_keep_changing_are_read_and_then_sent_to(
     core_layer: RedisChannelLayer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -289,6 +299,25 @@ async def test_groups_that_keep_changing_are_read_and_then_sent_to(
     for channel in ["reader-0", *joined]:
         expected = _events(1) + _events(2) if channel == "reader-0" else _events(2)
         assert await _receive_all(core_layer, channel, len(expected)) == expected
+
+
+async def test_a_checked_send_that_fails_forgets_the_members_it_relied_on(
+    core_layer: RedisChannelLayer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    await core_layer.group_add("g", "reader")
+    await layersend.agroups_send(core_layer, {"g": _events(1)})
+    run_script = layersend._arun_script
+
+    async def failing(connection: Any, keys: list[bytes], args: list[Any]) -> Any:
+        raise redis.ConnectionError("Redis went away")
+
+    monkeypatch.setattr(layersend, "_arun_script", failing)
+    await layersend.agroups_send(core_layer, {"g": _events(1)})
+    assert "Publishing 1 frames to group 'g' failed" in caplog.text
+    assert "g" not in layersend._known[core_layer]
+    monkeypatch.setattr(layersend, "_arun_script", run_script)
+    await layersend.agroups_send(core_layer, {"g": _events(2)})
+    assert await _receive_all(core_layer, "reader", 3) == _events(1) + _events(2)
 
 
 async def test_a_batch_too_big_for_one_checked_call_is_read_then_sent_in_several(

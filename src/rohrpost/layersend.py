@@ -200,6 +200,8 @@ async def _aone_by_one(layer: Any, events: Events) -> None:
 
 def _scores(count: int) -> list[float]:
     global _last_score
+    if not count:
+        return []
     score = max(time.time(), _last_score + 1e-6)
     scores = [score + index * 1e-6 for index in range(count)]
     _last_score = scores[-1]
@@ -231,14 +233,20 @@ async def _acore_send(layer: Any, events: Events) -> None:
     known = _known.setdefault(layer, {}) if one_host else {}
     members = {group: known[group] for group in groups if group in known}
     if one_host and len(members) == len(groups):
-        for _ in range(2):  # a change between two sends is rare; twice is not worth a third
-            stale = await _aadd(layer, events, members, checked=True)
-            if stale is None:
-                return
-            if stale is _TOO_BIG:
-                break
-            members.update(stale)
-            known.update(stale)
+        try:
+            for _ in range(2):  # a change between two sends is rare; twice is not worth a third
+                stale = await _aadd(layer, events, members, checked=True)
+                if stale is None:
+                    return
+                if stale is _TOO_BIG:
+                    break
+                members.update(stale)
+                known.update(stale)
+        except BaseException:
+            # Whatever failed (Redis gone, cancelled), the next batch reads the groups afresh.
+            for group in groups:
+                known.pop(group, None)
+            raise
     members = await _aread_members(layer, groups)
     if one_host:
         if len(known) + len(members) > KNOWN_GROUPS_LIMIT:

@@ -11,16 +11,20 @@ client costs about 100 µs of CPU: more than a small save's own work.
 still its own event with its own delivery, in order within its group, the
 way ``group_send`` would, but:
 
-- ``RedisChannelLayer``: one pipeline per Redis host reads the groups
-  (pruning expired members, as ``group_send`` does), then one script call
-  per host (per :data:`MESSAGES_PER_CALL` messages) prunes each member
-  channel's expired messages and adds the events, within each channel's
-  capacity, with strictly increasing scores so they are received in order.
-  A one-push save thus costs two round trips instead of four; a batch of
-  many pushes to many groups costs about as much. The messages are built
-  and serialized by the layer's own ``_map_channel_keys_to_connection``, so
-  encryption, serializers and process-specific channels behave as in
-  ``group_send``.
+- ``RedisChannelLayer``: one script call adds every event of the batch to
+  the member channels (pruning their expired messages first, within each
+  channel's capacity, with strictly increasing scores so they are received
+  in order). On one Redis host the script also checks that each group's
+  members (pruned as ``group_send`` prunes them) are those this process saw
+  last, and adds nothing when they are not: then it answers with the actual
+  members and the batch is built again for them. So while the groups do not
+  change, a batch costs one round trip, however many pushes and groups it
+  holds; a one-push save costs one instead of four. The first send to a
+  group, a layer with several hosts and a batch above
+  :data:`MESSAGES_PER_CALL` messages read the groups first (one pipeline per
+  host), then add. The messages are built and serialized by the layer's own
+  ``_map_channel_keys_to_connection``, so encryption, serializers and
+  process-specific channels behave as in ``group_send``.
 - ``RedisPubSubChannelLayer``: the publishes go out in one pipeline per
   shard.
 - Any other layer, or a channels_redis layer whose class overrides
@@ -39,7 +43,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["MESSAGES_PER_CALL", "agroups_send", "sender_for"]
+__all__ = ["KNOWN_GROUPS_LIMIT", "MESSAGES_PER_CALL", "agroups_send", "sender_for"]
 
 logger = logging.getLogger("rohrpost")
 

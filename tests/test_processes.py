@@ -112,8 +112,12 @@ class Cluster:
             "    text = sys.argv[2] if n == 0 else f'{sys.argv[2]}-{n + 1}'\n"
             "    send_to_group(sys.argv[1], {'type': 'shout', 'data': {'text': text}})\n"
         )
+        self._run(code, group, text, str(count))
+
+    def _run(self, code: str, *args: str) -> None:
+        """Run ``code`` in a plain Python process with the cluster's settings."""
         result = subprocess.run(
-            [sys.executable, "-c", code, group, text, str(count)],
+            [sys.executable, "-c", code, *args],
             cwd=ROOT,
             env=self.env,
             capture_output=True,
@@ -139,16 +143,7 @@ class Cluster:
             "frames, position = asyncio.run(history.arecord(sys.argv[1], texts))\n"
             "assert position is not None, 'the group is not tracked'\n"
         )
-        result = subprocess.run(
-            [sys.executable, "-c", code, group, text, str(count)],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr
+        self._run(code, group, text, str(count))
 
 
 @pytest.fixture(scope="module", params=["core", "pubsub"])

@@ -426,14 +426,7 @@ class Client:
         entries = self._subscriptions.entries()
         results = await asyncio.gather(
             *(
-                self._request(
-                    "subscribe",
-                    group_object,
-                    timeout=None,
-                    connection=connection,
-                    on_answer=self._subscriptions.remembering(group_object, again=True),
-                    extra=self._since(group),
-                )
+                self._resubscribe(connection, group_object, group)
                 for _, group_object, group in entries
             ),
             return_exceptions=True,
@@ -449,6 +442,19 @@ class Client:
                 connection.transport.abort()
                 return False
         return True
+
+    async def _resubscribe(
+        self, connection: ClientConnection, group_object: Any, group: str
+    ) -> Any:
+        """Subscribe again to a group held, ``since`` its position when it has history."""
+        return await self._request(
+            "subscribe",
+            group_object,
+            timeout=None,
+            connection=connection,
+            on_answer=self._subscriptions.remembering(group_object, again=True),
+            extra=self._since(group),
+        )
 
     def _since(self, group: str) -> dict[str, Any] | None:
         position = self._subscriptions.position(group)
@@ -524,14 +530,7 @@ class Client:
                 if not self._subscriptions.gap_open(group) or group in self._resetting:
                     continue  # closed by itself, or a fresh snapshot is on its way
                 try:
-                    await self._request(
-                        "subscribe",
-                        group_object,
-                        timeout=None,
-                        connection=connection,
-                        on_answer=self._subscriptions.remembering(group_object, again=True),
-                        extra=self._since(group),
-                    )
+                    await self._resubscribe(connection, group_object, group)
                 except RohrpostCallError as exc:
                     self._refused(group, "for missing pushes", exc)
                     return

@@ -266,9 +266,10 @@ class DeliveryMixin:
             # Pushes up to the floor were replayed or are in the snapshot; one
             # published before the subscribe may still arrive after its reply.
             # (A new epoch starts its offsets again: nothing of it is covered.)
-            floor = self._rohrpost_floors[group]
-            if event.get("epoch") == floor.epoch:
-                texts = [text for i, text in enumerate(texts) if first + i > floor.offset]
+            floor, epoch = self._rohrpost_floors[group], event.get("epoch")
+            texts = [
+                text for i, text in enumerate(texts) if not _covered((epoch, first + i), floor)
+            ]
         if self._rohrpost_dispatching:
             # In turn, as Channels would: after the reply of the frame being
             # handled, and after a subscribe's replay or snapshot.

@@ -367,6 +367,8 @@ async def arecord(group: str, texts: list[str]) -> tuple[list[str], Position | N
     fails is logged; the pushes then go out without a position (a client
     resuming past them is told to reset only if the gap shows).
     """
+    if not texts or not enabled():  # the common case, on every send_to_group: no dicts
+        return texts, None
     return (await arecord_many({group: texts}))[group]
 
 
